@@ -1,0 +1,62 @@
+/*
+ * Every numeric limit of roost in one place (the sqliteLimit.h pattern).
+ * Each has a one-line reason and a compile-time ceiling check, so a
+ * careless edit cannot raise a limit past what the code was written for.
+ */
+#ifndef ROOST_LIMITS_H
+#define ROOST_LIMITS_H
+
+/* Longest config line; longer lines are an error, never truncated. */
+#define RB_CONFIG_LINE_MAX 4096
+/* Longest path we ever build (Linux PATH_MAX). */
+#define RB_PATH_MAX 4096
+/* local@domain: RFC 5321 §4.5.3.1 allows 64 + 1 + 255. */
+#define RB_ADDR_MAX 320
+#define RB_LOCALPART_MAX 64
+#define RB_DOMAIN_MAX 255
+/* One IMAP mailbox name (UTF-7 or UTF-8) as stored on disk. */
+#define RB_MAILBOX_NAME_MAX 255
+/* Hierarchy depth of mailbox names, to keep recursion and paths bounded. */
+#define RB_MAILBOX_DEPTH_MAX 32
+/* Host names (RFC 1035). */
+#define RB_HOSTNAME_MAX 255
+
+/* LMTP: RFC 5321 §4.5.3.1.4 command line is 512; we allow more for long
+ * parameters, and the text line of DATA is 1000 (§4.5.3.1.6). */
+#define RB_LMTP_LINE_MAX 1000
+/* Recipients in one transaction (RFC 5321 §4.5.3.1.8 asks for >= 100). */
+#define RB_LMTP_RCPT_MAX 1000
+/* Targets one address may expand to via aliases. */
+#define RB_ALIAS_TARGETS_MAX 64
+/* Default and ceiling of max_message_size. */
+#define RB_MESSAGE_SIZE_DEFAULT (50 * 1024 * 1024)
+#define RB_MESSAGE_SIZE_CEILING (1024LL * 1024 * 1024)
+/* Bad commands before an LMTP/POP3 session is dropped. */
+#define RB_BAD_COMMANDS_MAX 20
+/* Output buffered for one session before we stop reading its input. */
+#define RB_OUTPUT_BUFFER_MAX (256 * 1024)
+/* Workers per daemon. */
+#define RB_WORKERS_MAX 256
+/* Connections one worker serves at once. */
+#define RB_CONNECTIONS_PER_WORKER_MAX 4096
+/* Listen entries per protocol. */
+#define RB_LISTEN_MAX 16
+/* Password bytes we accept for hashing/verification. */
+#define RB_PASSWORD_MAX 1024
+/* A stored password hash string. */
+#define RB_HASH_MAX 512
+
+#if RB_LMTP_LINE_MAX < 512
+#error "RFC 5321 needs command lines of at least 512 octets"
+#endif
+#if RB_LMTP_RCPT_MAX < 100 || RB_LMTP_RCPT_MAX > 100000
+#error "RB_LMTP_RCPT_MAX out of range"
+#endif
+#if RB_ADDR_MAX < RB_LOCALPART_MAX + 1 + RB_DOMAIN_MAX
+#error "RB_ADDR_MAX too small"
+#endif
+#if RB_PATH_MAX > 65536
+#error "RB_PATH_MAX unreasonably large"
+#endif
+
+#endif
