@@ -1,10 +1,11 @@
 /*
  * The INI configuration: "[section]", "key = value", and comment lines
- * starting with '#' or ';'.  Every key is declared in one table below with
+ * starting with '#' or ';', and inline comments: a '#' after white space
+ * ends the value.  Every key is declared in one table below with
  * its type and bounds; an unknown section or key, a bad value, an over-long
  * line or a missing file is an error naming the file, the line and the key.
- * Values are taken literally (no inline comments, no quotes), so cipher
- * strings and paths need no escaping.
+ * Values are otherwise taken literally (no quotes), so cipher strings and
+ * paths need no escaping.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -321,6 +322,13 @@ rb_config_parse(const char *name, const char *text, size_t len,
 		s = trim(line, line + ll);
 		if (*s == '\0' || *s == '#' || *s == ';')
 			continue;
+		for (char *h = s + 1; *h != '\0'; h++) {
+			if (*h == '#' && (h[-1] == ' ' || h[-1] == '\t')) {
+				*h = '\0';
+				s = trim(s, h);
+				break;
+			}
+		}
 		if (*s == '[') {
 			char *close = strchr(s, ']');
 			char *sec;
