@@ -75,7 +75,9 @@ int storage_filename_parse(const char *name, char *base_r, size_t base_size,
 /* True when name is an acceptable mailbox name: UTF-8 or modified UTF-7,
  * 1..RB_MAILBOX_NAME_MAX bytes, components separated by '/', no empty
  * component, no "." or ".." component, no control characters or NUL, at
- * most RB_MAILBOX_DEPTH_MAX levels.  "INBOX" in any case means INBOX. */
+ * most RB_MAILBOX_DEPTH_MAX levels.  "INBOX" in any case means INBOX.
+ * Bytes >= 0x80 must be well-formed UTF-8, and the folder name on disk
+ * (".", plus the name with '%2E'-style escapes) must fit in 255 bytes. */
 bool storage_mailbox_name_valid(const char *name);
 
 /* True when local and domain are safe as path components. */
@@ -118,14 +120,19 @@ struct storage_mailbox_info {
 };
 
 /* All mailboxes, INBOX first then by name.  *list_r is heap-allocated,
- * free() it. */
+ * free() it.  List and status read the index only (no directory scan);
+ * open a mailbox to sync it. */
 enum storage_err storage_mailbox_list(struct storage *st,
 				      struct storage_mailbox_info **list_r,
 				      size_t *count_r);
 enum storage_err storage_mailbox_status(struct storage *st, const char *name,
 					struct storage_mailbox_info *info_r);
 /* Creates the folder and its index row with a fresh UIDVALIDITY. Parent
- * folders are not required to exist (Maildir++ is flat). */
+ * folders are not required to exist (Maildir++ is flat).  A folder that
+ * exists on disk but not in the index is adopted with its files.  The
+ * top-level names Drafts, Sent, Trash, Junk and Archive get the RFC 6154
+ * special-use of the same name; new mailboxes start unsubscribed (INBOX
+ * is subscribed). */
 enum storage_err storage_mailbox_create(struct storage *st, const char *name);
 /* Deleting INBOX is STORAGE_ERR_PERM. Removes the folder and its
  * messages. */
@@ -170,7 +177,8 @@ enum storage_err storage_spool_finish(struct storage_spool *sp);
 uint64_t storage_spool_size(const struct storage_spool *sp);
 uint64_t storage_spool_vsize(const struct storage_spool *sp);
 const char *storage_spool_error(const struct storage_spool *sp);
-/* Unlinks the spool file (the recipients' links remain) and frees. */
+/* Unlinks the spool file (the recipients' links remain) and frees;
+ * sets *sp to NULL. */
 void storage_spool_free(struct storage_spool **sp);
 
 /*
@@ -197,10 +205,17 @@ struct storage_quota {
 	uint64_t messages;
 };
 
+/* The spool must be finished.  flags 0 links into new/; a message with
+ * flags (APPEND) goes to cur/ with its info.  internal_date 0 means now;
+ * an explicit one also becomes the file's mtime (so a rebuild without
+ * the old index recovers it).  *dlv_r must go to commit or abort. */
 enum storage_err storage_deliver_link(struct storage *st, const char *mailbox,
 				      struct storage_spool *sp,
 				      uint32_t flags, time_t internal_date,
 				      struct storage_delivery **dlv_r);
+/* Always consumes *dlv (sets it to NULL), whatever it returns.  quota and
+ * uid_r may be NULL.  If a sync in another process indexed the linked
+ * file first, that UID is returned and no second row is added. */
 enum storage_err storage_deliver_commit(struct storage_delivery **dlv,
 					const struct storage_quota *quota,
 					uint32_t *uid_r);
@@ -218,7 +233,8 @@ struct storage_msg {
 	uint64_t vsize;		/* bytes with CRLF line ends (W=) */
 	uint64_t modseq;
 	char guid[37];		/* stable id (UUID text), for UIDL/OBJECTID */
-	char *path;		/* relative to the user dir: "cur/1700...:2,S" */
+	char *path;		/* relative to the user dir: "cur/1700...:2,S",
+				   ".Sent/new/1700..." */
 };
 
 struct storage_mailbox;
@@ -227,10 +243,12 @@ struct storage_mailbox;
  * delivered or written by other tools and forgets vanished ones). */
 enum storage_err storage_mailbox_open(struct storage *st, const char *name,
 				      struct storage_mailbox **box_r);
+/* Close every mailbox before storage_close() of its store. */
 void storage_mailbox_close(struct storage_mailbox **box);
 /* Re-reads the directories against the index: new files get UIDs
  * (ascending, in delivery-time order), vanished files lose their rows,
- * flag changes made by renames are taken into the index. */
+ * flag changes made by renames are taken into the index.  When new/ and
+ * cur/ have the same mtimes as at the last scan it costs two stat()s. */
 enum storage_err storage_mailbox_sync(struct storage_mailbox *box);
 /* A snapshot of all messages ordered by UID.  Free with
  * storage_msg_list_free(). */
@@ -272,7 +290,10 @@ enum storage_err storage_index_check(struct storage *st,
  * the old index still knows for a file are kept; other files get new UIDs
  * above every known one.  Works when roost.db is missing or corrupt (a
  * corrupt one is moved aside as roost.db.corrupt.<time>).  It does not
- * need the store to open, so it takes the address, not a handle. */
+ * need the store to open, so it takes the address, not a handle.  With a
+ * healthy old index it may run while other processes have the store
+ * open (they see the new index); a row committed by them during the
+ * rebuild can lose its UID (the file is re-indexed with a new one). */
 enum storage_err storage_index_rebuild(const char *data_dir,
 				       const char *address,
 				       const char **error_r);
