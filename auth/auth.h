@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "common/common.h"
 
@@ -48,8 +49,11 @@ void auth_db_close(struct auth_db **db);
 /* Text of the last error on db (for logs). */
 const char *auth_db_error(const struct auth_db *db);
 
-/* Syntax check: local@domain, 1..64 and 1..255 octets, printable ASCII or
- * UTF-8, no '/', no leading '.', no control characters. */
+/* Syntax check: local@domain, 1..64 and 1..255 octets.  The local part is
+ * RFC 5322 dot-atom text (atext and dots) or UTF-8, without '/'; the
+ * domain is dot-separated labels of letters, digits, '-' or UTF-8.  No
+ * leading, trailing or doubled dots; quoted local parts and address
+ * literals are refused (they cannot name a mailbox here). */
 bool auth_address_valid(const char *address);
 /* Canonical form of an address for this db: domain lowercased, local
  * part lowercased unless case-sensitive.  -1 if invalid. */
@@ -78,6 +82,9 @@ enum auth_status auth_user_add(struct auth_db *db, const char *address,
 			       int64_t quota_messages);
 /* Also deletes aliases pointing at the user. */
 enum auth_status auth_user_del(struct auth_db *db, const char *address);
+/* password NULL removes the password (the user can no longer log in).
+ * AUTH_PARAMS for an empty password, one longer than RB_PASSWORD_MAX or
+ * one holding CR or LF (also in auth_user_add). */
 enum auth_status auth_user_set_password(struct auth_db *db,
 					const char *address,
 					const char *password);
@@ -95,10 +102,11 @@ enum auth_status auth_user_set_enabled(struct auth_db *db,
 enum auth_status auth_user_list(struct auth_db *db,
 				struct auth_user **users_r, size_t *count_r);
 
-/* Password check for a login.  AUTH_FAILED for unknown user, wrong
- * password, disabled user or no password (the same answer for all, and
- * the same work: an unknown user still costs one KDF run).  On AUTH_OK
- * *user_r is filled. */
+/* Password check for a login.  AUTH_FAILED for unknown user, invalid
+ * address, wrong password, disabled user or no password (the same answer
+ * for all, and the same work: an unknown user still costs one KDF run);
+ * AUTH_TEMP when the database fails.  On AUTH_OK *user_r is filled,
+ * otherwise it is zeroed. */
 enum auth_status auth_verify(struct auth_db *db, const char *address,
 			     const char *password, struct auth_user *user_r);
 
@@ -109,8 +117,10 @@ struct auth_alias {
 	char target[RB_ADDR_MAX + 1];
 };
 
-/* target must be an existing local user.  One alias may have several
- * targets (one row each). */
+/* target must be an existing local user (AUTH_NOTFOUND otherwise).  One
+ * alias may have several targets (one row each), at most
+ * RB_ALIAS_TARGETS_MAX (AUTH_PARAMS past it).  An alias may not have the
+ * name of a user, nor a user the name of an alias (AUTH_EXISTS). */
 enum auth_status auth_alias_add(struct auth_db *db, const char *alias,
 				const char *target);
 /* target NULL removes every target of alias. */
@@ -122,7 +132,9 @@ enum auth_status auth_alias_list(struct auth_db *db,
 
 /* ---- domains ---- */
 
+/* AUTH_EXISTS if already there. */
 enum auth_status auth_domain_add(struct auth_db *db, const char *domain);
+/* AUTH_EXISTS (refused) while users or aliases of the domain exist. */
 enum auth_status auth_domain_del(struct auth_db *db, const char *domain);
 struct auth_domain {
 	char name[RB_DOMAIN_MAX + 1];	/* canonical (lowercase) */
@@ -162,5 +174,65 @@ int auth_password_hash(const char *password, char **hash_r);
 bool auth_password_verify(const char *hash, const char *password);
 /* True when hash is in a format auth_password_verify understands. */
 bool auth_password_hash_valid(const char *hash);
+
+/* ---- SASL (Cyrus SASL glue, RFC 4422) ---- */
+
+/* Once per process (before forking workers is fine): sasl_server_init with
+ * roost's callbacks, so mechanisms verify against users.db, never against
+ * /etc/sasldb2 or saslauthd. */
+int auth_sasl_global_init(const char **error_r);
+
+enum auth_sasl_result {
+	AUTH_SASL_CONTINUE,	/* send *out_r as a challenge, read more */
+	AUTH_SASL_OK,		/* authenticated: auth_sasl_user() */
+	AUTH_SASL_FAILED,	/* wrong credentials or disabled user */
+	AUTH_SASL_TEMP,		/* database trouble: try again later */
+	AUTH_SASL_BAD,		/* malformed client data */
+	AUTH_SASL_NOMECH,	/* mechanism not offered */
+};
+
+struct auth_sasl;
+
+/* A SASL exchange for one connection.  service is "pop" or "imap";
+ * mechanisms the configured list ("PLAIN LOGIN SCRAM-SHA-256"); ips are
+ * "a.b.c.d;port" per Cyrus SASL (may be NULL). */
+enum auth_status auth_sasl_new(struct auth_db *db, const char *service,
+			       const char *mechanisms, const char *local_ip,
+			       const char *remote_ip, struct auth_sasl **sasl_r);
+void auth_sasl_free(struct auth_sasl **sasl);
+/* The mechanisms offered, space-separated (what CAPA/CAPABILITY list). */
+const char *auth_sasl_mechanisms(const struct auth_sasl *sasl);
+/* Starts mech with an optional initial response (have_in false: none
+ * given; have_in true and inlen 0: an empty one, "=" on the wire).  out
+ * is owned by sasl and valid until the next call. */
+enum auth_sasl_result auth_sasl_start(struct auth_sasl *sasl,
+				      const char *mech, bool have_in,
+				      const void *in, size_t inlen,
+				      const void **out_r, size_t *outlen_r);
+enum auth_sasl_result auth_sasl_step(struct auth_sasl *sasl, const void *in,
+				     size_t inlen, const void **out_r,
+				     size_t *outlen_r);
+/* After AUTH_SASL_OK: the canonical address of the user. */
+const char *auth_sasl_user(const struct auth_sasl *sasl);
+
+/* ---- failed-login throttling ---- */
+
+/* Per-process record of failed logins by remote address. */
+struct auth_throttle;
+
+/* base_delay seconds after a first failure, doubling with each further
+ * failure from that address within a minute (capped); max_per_minute
+ * failures from one address block it until the minute has passed. */
+struct auth_throttle *auth_throttle_new(unsigned base_delay,
+					unsigned max_per_minute);
+void auth_throttle_free(struct auth_throttle **t);
+/* True when ip has too many recent failures to try at all. */
+bool auth_throttle_blocked(struct auth_throttle *t, const char *ip,
+			   time_t now);
+/* Records a failure; returns the delay in milliseconds to wait before
+ * answering it. */
+unsigned auth_throttle_failure(struct auth_throttle *t, const char *ip,
+			       time_t now);
+void auth_throttle_success(struct auth_throttle *t, const char *ip);
 
 #endif
