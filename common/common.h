@@ -185,7 +185,8 @@ struct rb_config {
 
 /* Fills cfg with the built-in defaults (no file read). */
 void rb_config_defaults(struct rb_config *cfg);
-/* Reads path over the defaults.  An unknown section or key, a bad value, a
+/* Reads path over what cfg holds, so call rb_config_defaults() first.
+ * An unknown section or key, a bad value, a
  * line too long or a missing file is an error; *error_r is a heap string
  * "FILE:LINE: key 'k' in [s]: reason" that the caller frees. */
 int rb_config_load(const char *path, struct rb_config *cfg, char **error_r);
@@ -208,7 +209,8 @@ int rb_write_all(int fd, const void *p, size_t n);
  * bytes read or -1. */
 ssize_t rb_read_all(int fd, void *p, size_t n);
 int rb_fsync_dir(const char *path);
-/* mkdir -p with mode; existing directories are fine. */
+/* mkdir -p: the last component gets mode, missing parents 0755;
+ * existing directories are fine. */
 int rb_mkdir_p(const char *path, mode_t mode);
 
 /* Fault injection for tests (SQLite's faultsim): when the environment has
@@ -226,6 +228,40 @@ int rb_user_ids(const char *user, uid_t *uid_r, gid_t *gid_r,
  * setresgid, setresuid, then verify root cannot be regained).  As root
  * with mail_user NULL it is an error.  As a normal user it does nothing. */
 int rb_privdrop(const char *mail_user, const char **error_r);
+
+/* ---- base64 (RFC 4648), for SASL exchanges ---- */
+
+/* Encodes n bytes into out (size >= 4*((n+2)/3)+1); returns the length. */
+size_t rb_base64_encode(const void *p, size_t n, char *out, size_t outsize);
+/* Decodes text (no line breaks; '=' padding required) into out; -1 on
+ * bad input or when out is too small.  *len_r is the decoded length. */
+int rb_base64_decode(const char *text, size_t len, void *out, size_t outsize,
+		     size_t *len_r);
+
+/* ---- TLS (OpenSSL 3 over libevent bufferevents) ---- */
+
+struct ssl_ctx_st;
+struct bufferevent;
+struct event_base;
+
+/* A server context from cfg->tls: certificate chain, key (checked to
+ * match), min_version (never below TLS 1.2), ciphers.  Load it as root,
+ * before rb_privdrop, so the key file can stay root-only. */
+int rb_tls_ctx_new(const struct rb_config *cfg, struct ssl_ctx_st **ctx_r,
+		   const char **error_r);
+void rb_tls_ctx_free(struct ssl_ctx_st **ctx);
+/* Implicit TLS: a bufferevent doing the server handshake on fd (owned and
+ * closed by the bufferevent).  NULL on failure (fd is closed). */
+struct bufferevent *rb_tls_accept(struct event_base *base,
+				  struct ssl_ctx_st *ctx, int fd);
+/* STARTTLS/STLS: a TLS filter over an existing plain bufferevent, which it
+ * takes over (freed with the returned one).  Call only when the plain
+ * input buffer is empty (RFC 2595 §3.1: no pipelining past STLS). */
+struct bufferevent *rb_tls_starttls(struct bufferevent *plain,
+				    struct ssl_ctx_st *ctx);
+/* True when bev is a TLS bufferevent; cipher/version text for logs. */
+bool rb_tls_active(struct bufferevent *bev);
+const char *rb_tls_describe(struct bufferevent *bev, char *buf, size_t size);
 
 /* ---- listeners and workers ---- */
 

@@ -77,7 +77,9 @@ rb_mkdir_p(const char *path, mode_t mode)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		/* Parents get the usual 0755 (like mkdir -p -m): a private
+		 * mode on them would lock out the user the leaf is for. */
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
 			return -1;
 		*p = '/';
 	}

@@ -14,10 +14,14 @@ rb_user_ids(const char *user, uid_t *uid_r, gid_t *gid_r,
 	    const char **error_r)
 {
 	struct passwd pw, *res = NULL;
-	char buf[4096];
+	char buf[16384];
+	int err = getpwnam_r(user, &pw, buf, sizeof(buf), &res);
 
-	if (getpwnam_r(user, &pw, buf, sizeof(buf), &res) != 0 ||
-	    res == NULL) {
+	if (err != 0) {
+		*error_r = "cannot look up mail_user in the password database";
+		return -1;
+	}
+	if (res == NULL) {
 		*error_r = "mail_user does not exist";
 		return -1;
 	}
