@@ -23,8 +23,8 @@
 #include "mda/mda.h"
 #include "storage/storage.h"
 
-/* Message lines are gathered into writes of this size. */
-#define MDA_WRITE_CHUNK (64 * 1024)
+/* Trace headers are short; this bounds them. */
+#define MDA_HEADERS_MAX (4 * 1024)
 
 struct mda {
 	const struct rb_config *cfg;
@@ -54,7 +54,6 @@ struct mda_txn {
 	struct mda_target *targets;
 	size_t target_count, target_cap;
 	struct storage_spool *spool;
-	struct rb_buf out;
 	uint64_t size;		/* what the client sent, CRLF counted */
 	enum mda_status data_status;
 };
@@ -162,7 +161,6 @@ mda_txn_new(struct mda *mda, const struct mda_txn_params *p)
 	txn->addr = p->client_addr != NULL ? rb_strdup(p->client_addr) : NULL;
 	txn->protocol = dup_or_empty(p->protocol);
 	txn->session_id = dup_or_empty(p->session_id);
-	rb_buf_init(&txn->out, MDA_WRITE_CHUNK + RB_LMTP_LINE_MAX + 2);
 	return txn;
 }
 
@@ -310,18 +308,17 @@ mda_txn_rcpt_count(const struct mda_txn *txn)
 	return txn->rcpt_count;
 }
 
+/* Writes to the spool (which buffers); a failure sticks. */
 static enum mda_status
-flush_out(struct mda_txn *txn)
+spool_write(struct mda_txn *txn, const void *p, size_t n)
 {
-	if (txn->out.len == 0 || txn->data_status != MDA_OK)
+	if (txn->data_status != MDA_OK)
 		return txn->data_status;
-	if (storage_spool_write(txn->spool, txn->out.data, txn->out.len) !=
-	    STORAGE_OK) {
+	if (storage_spool_write(txn->spool, p, n) != STORAGE_OK) {
 		log_error("session=%s spool write failed: %s", txn->session_id,
 			  storage_spool_error(txn->spool));
 		txn->data_status = MDA_TEMP;
 	}
-	rb_buf_reset(&txn->out);
 	return txn->data_status;
 }
 
@@ -349,10 +346,9 @@ single_address(const struct mda_txn *txn)
 }
 
 static void
-write_trace_headers(struct mda_txn *txn)
+format_trace_headers(struct mda_txn *txn, struct rb_buf *b)
 {
 	const struct rb_config *cfg = txn->mda->cfg;
-	struct rb_buf *b = &txn->out;
 	bool single = single_address(txn);
 
 	(void)rb_buf_append_str(b, "Return-Path: <");
@@ -409,8 +405,13 @@ mda_txn_data_begin(struct mda_txn *txn)
 		txn->data_status = MDA_TEMP;
 		return MDA_TEMP;
 	}
-	write_trace_headers(txn);
-	return MDA_OK;
+	struct rb_buf headers;
+
+	rb_buf_init(&headers, MDA_HEADERS_MAX);
+	format_trace_headers(txn, &headers);
+	(void)spool_write(txn, headers.data, headers.len);
+	rb_buf_free(&headers);
+	return txn->data_status;
 }
 
 enum mda_status
@@ -427,21 +428,9 @@ mda_txn_data_line(struct mda_txn *txn, const char *line, size_t len)
 		txn->data_status = MDA_TOO_BIG;
 		return MDA_TOO_BIG;
 	}
-	if (txn->out.len + len + 1 > MDA_WRITE_CHUNK &&
-	    flush_out(txn) != MDA_OK)
+	if (spool_write(txn, line, len) != MDA_OK)
 		return txn->data_status;
-	if (len + 1 > txn->out.max - txn->out.len) {
-		/* A line longer than the chunk goes straight through. */
-		if (storage_spool_write(txn->spool, line, len) != STORAGE_OK ||
-		    storage_spool_write(txn->spool, "\n", 1) != STORAGE_OK) {
-			txn->data_status = MDA_TEMP;
-			return MDA_TEMP;
-		}
-		return MDA_OK;
-	}
-	(void)rb_buf_append(&txn->out, line, len);
-	(void)rb_buf_append(&txn->out, "\n", 1);
-	return MDA_OK;
+	return spool_write(txn, "\n", 1);
 }
 
 static enum mda_status
@@ -519,8 +508,6 @@ mda_txn_data_end(struct mda_txn *txn, enum mda_status *results)
 	enum mda_status common = txn->spool == NULL ? MDA_TEMP
 						    : txn->data_status;
 
-	if (common == MDA_OK && flush_out(txn) != MDA_OK)
-		common = txn->data_status;
 	if (common == MDA_OK &&
 	    storage_spool_finish(txn->spool) != STORAGE_OK) {
 		log_error("session=%s spool fsync failed: %s",
@@ -570,7 +557,6 @@ mda_txn_free(struct mda_txn **txnp)
 		storage_close(&txn->targets[i].st);
 	}
 	storage_spool_free(&txn->spool);
-	rb_buf_free(&txn->out);
 	free(txn->targets);
 	free(txn->rcpts);
 	free(txn->sender);
