@@ -24,6 +24,13 @@
 /* LMTP: RFC 5321 §4.5.3.1.4 command line is 512; we allow more for long
  * parameters, and the text line of DATA is 1000 (§4.5.3.1.6). */
 #define RB_LMTP_LINE_MAX 1000
+/* Bounds of [lmtp] max_line_length: RFC 5321 §4.5.3.1.4 needs 512. */
+#define RB_LMTP_LINE_MIN 512
+#define RB_LMTP_LINE_CEILING 65536
+/* Longest message line held whole in memory; longer lines (real mail
+ * sometimes passes the 1000 of §4.5.3.1.6) are streamed on in pieces of
+ * this size rather than refused, because refusing would bounce mail. */
+#define RB_LMTP_DATA_LINE_MAX (64 * 1024)
 /* Recipients in one transaction (RFC 5321 §4.5.3.1.8 asks for >= 100). */
 #define RB_LMTP_RCPT_MAX 1000
 /* Targets one address may expand to via aliases. */

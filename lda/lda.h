@@ -19,7 +19,7 @@
  *    the octets of BDAT chunks (RFC 3030, no stuffing).  It returns message
  *    lines without their terminator, unstuffed, and the end of data (a
  *    line holding only "." before CRLF or bare LF).  Lines are copied into
- *    a buffer that grows up to LMTP_DATA_LINE_MAX; a longer line is handed
+ *    a buffer that grows up to RB_LMTP_DATA_LINE_MAX; a longer line is handed
  *    out in pieces of that size (the piece is flagged `split`), so memory
  *    per session stays bounded whatever the peer sends.
  */
@@ -32,15 +32,6 @@
 
 #include "common/common.h"
 
-/* Longest message line kept whole in memory; longer lines (RFC 5321
- * §4.5.3.1.6 allows 1000 octets, real mail sometimes has more) are passed
- * on in pieces of this size rather than refused, because refusing would
- * bounce mail.  Belongs in common/limits.h. */
-#define LMTP_DATA_LINE_MAX (64 * 1024)
-/* Smallest command line limit we accept: RFC 5321 §4.5.3.1.4. */
-#define LMTP_LINE_MIN 512
-/* Largest: the ceiling of [lmtp] max_line_length in common/config.c. */
-#define LMTP_LINE_CEILING 65536
 
 enum lmtp_verb {
 	LMTP_VERB_NONE = 0,	/* unknown verb (error LMTP_PERR_UNKNOWN) */
@@ -103,7 +94,7 @@ struct lmtp_parser {
 };
 
 /* max_line is the limit including CRLF ([lmtp] max_line_length); it is
- * clamped to [LMTP_LINE_MIN, LMTP_LINE_CEILING], 0 means RB_LMTP_LINE_MAX.
+ * clamped to [RB_LMTP_LINE_MIN, RB_LMTP_LINE_CEILING], 0 means RB_LMTP_LINE_MAX.
  * Allocates max_line octets; free with lmtp_parser_free. */
 void lmtp_parser_init(struct lmtp_parser *parser, size_t max_line);
 void lmtp_parser_free(struct lmtp_parser *parser);
@@ -159,7 +150,7 @@ struct lmtp_data_event {
 	 * until the next call.  May contain NUL and 8-bit octets. */
 	const unsigned char *line;
 	size_t len;
-	/* The line was longer than LMTP_DATA_LINE_MAX: this is a piece of
+	/* The line was longer than RB_LMTP_DATA_LINE_MAX: this is a piece of
 	 * it and the rest follows. */
 	bool split;
 };

@@ -126,8 +126,7 @@ const char *lmtp_state_name(enum lmtp_state state);
 void lmtp_cmd_dispatch(struct lmtp_session *s, int ret,
 		       const struct lmtp_cmd *cmd);
 /* Hands one message line to the transaction. */
-void lmtp_txn_data_line(struct lmtp_session *s, const unsigned char *line,
-			size_t len);
+void lmtp_txn_data_line(struct lmtp_session *s, const struct lmtp_data_event *ev);
 /* The message is complete (final "." or BDAT LAST): deliver and send one
  * reply per accepted recipient (RFC 2033 §4.2). */
 void lmtp_txn_finish(struct lmtp_session *s);

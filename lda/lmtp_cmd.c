@@ -192,14 +192,15 @@ status_word(unsigned code)
 }
 
 void
-lmtp_txn_data_line(struct lmtp_session *s, const unsigned char *line,
-		   size_t len)
+lmtp_txn_data_line(struct lmtp_session *s, const struct lmtp_data_event *ev)
 {
 	enum mda_status st;
 
 	/* mda keeps a failure sticky and drops later lines, but we still
-	 * read to the end of the data to stay in step with the client. */
-	st = mda_txn_data_line(s->txn, (const char *)line, len);
+	 * read to the end of the data to stay in step with the client.  A
+	 * piece of an over-long line (ev->split) continues in the next. */
+	st = mda_txn_data_line(s->txn, (const char *)ev->line, ev->len,
+			       ev->split);
 	if (st != MDA_OK && s->data_status == MDA_OK) {
 		s->data_status = st;
 		SLOG_INFO(s, "event=data-failed status=%s",
@@ -236,9 +237,9 @@ lmtp_txn_finish(struct lmtp_session *s)
 	}
 	free(results);
 	if (s->data.split_lines > 0)
-		SLOG_WARNING(s, "event=long-lines split=%llu max=%u",
+		SLOG_INFO(s, "event=long-lines pieces=%llu max=%u",
 			     (unsigned long long)s->data.split_lines,
-			     (unsigned)LMTP_DATA_LINE_MAX);
+			     (unsigned)RB_LMTP_DATA_LINE_MAX);
 	s->transactions++;
 	lmtp_txn_reset(s);
 	txn_ended(s);
@@ -257,7 +258,7 @@ lmtp_chunk_done(struct lmtp_session *s)
 				lmtp_txn_finish(s);
 				return;
 			}
-			lmtp_txn_data_line(s, ev.line, ev.len);
+			lmtp_txn_data_line(s, &ev);
 		}
 		log_fatal("BDAT LAST without end of data");
 	}

@@ -46,10 +46,10 @@ lmtp_parser_init(struct lmtp_parser *parser, size_t max_line)
 	memset(parser, 0, sizeof(*parser));
 	if (max_line == 0)
 		max_line = RB_LMTP_LINE_MAX;
-	if (max_line > LMTP_LINE_CEILING)
-		max_line = LMTP_LINE_CEILING;
-	if (max_line < LMTP_LINE_MIN)
-		max_line = LMTP_LINE_MIN;
+	if (max_line > RB_LMTP_LINE_CEILING)
+		max_line = RB_LMTP_LINE_CEILING;
+	if (max_line < RB_LMTP_LINE_MIN)
+		max_line = RB_LMTP_LINE_MIN;
 	parser->max_line = max_line;
 	/* max_line - 1 octets (the CR of CRLF included) and a NUL */
 	parser->line = rb_malloc(max_line);
@@ -500,7 +500,7 @@ lmtp_data_init(struct lmtp_data *data, bool dot_stuffed)
 {
 	memset(data, 0, sizeof(*data));
 	data->dot_stuffed = dot_stuffed;
-	rb_buf_init(&data->line, LMTP_DATA_LINE_MAX);
+	rb_buf_init(&data->line, RB_LMTP_DATA_LINE_MAX);
 }
 
 void
@@ -543,7 +543,7 @@ data_end(struct lmtp_data *data, struct lmtp_data_event *event_r)
 static bool
 line_full(const struct lmtp_data *data)
 {
-	return data->line.len >= LMTP_DATA_LINE_MAX;
+	return data->line.len >= RB_LMTP_DATA_LINE_MAX;
 }
 
 int
@@ -602,7 +602,7 @@ lmtp_data_parse(struct lmtp_data *data, const void *buf, size_t len,
 			while (i < len && p[i] != '\r' && p[i] != '\n')
 				i++;
 			if (i > start) {
-				room = LMTP_DATA_LINE_MAX - data->line.len;
+				room = RB_LMTP_DATA_LINE_MAX - data->line.len;
 				if (room == 0) {
 					i = start;
 					*consumed_r = i;

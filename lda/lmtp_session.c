@@ -15,7 +15,7 @@
  * - Sessions are never freed inside their own callbacks: closing queues
  *   ev_free, which runs from the loop (STYLE.md).
  * - The message is streamed line by line to mda; at most one line
- *   (LMTP_DATA_LINE_MAX) of it is ever in our memory.
+ *   (RB_LMTP_DATA_LINE_MAX) of it is ever in our memory.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -204,7 +204,7 @@ input_data(struct lmtp_session *s, const unsigned char *p, size_t len)
 
 	if (lmtp_data_parse(&s->data, p, len, &consumed, &ev) == 1) {
 		if (ev.type == LMTP_DATA_LINE)
-			lmtp_txn_data_line(s, ev.line, ev.len);
+			lmtp_txn_data_line(s, &ev);
 		else
 			lmtp_txn_finish(s);
 	}
@@ -223,7 +223,7 @@ input_chunk(struct lmtp_session *s, const unsigned char *p, size_t len)
 		len = (size_t)s->chunk_left;
 	if (len > 0 &&
 	    lmtp_data_parse(&s->data, p, len, &consumed, &ev) == 1)
-		lmtp_txn_data_line(s, ev.line, ev.len);
+		lmtp_txn_data_line(s, &ev);
 	s->chunk_left -= consumed;
 	if (s->chunk_left == 0)
 		lmtp_chunk_done(s);

@@ -121,7 +121,8 @@ feed_line(struct feed *f, const unsigned char *line, size_t len)
 			return false;
 		f->begun = true;
 	}
-	return mda_txn_data_line(f->txn, (const char *)line, len) == MDA_OK;
+	return mda_txn_data_line(f->txn, (const char *)line, len, false) ==
+	       MDA_OK;
 }
 
 /* Streams stdin line by line into the transaction.  Returns 0, or -1 on a

@@ -415,7 +415,8 @@ mda_txn_data_begin(struct mda_txn *txn)
 }
 
 enum mda_status
-mda_txn_data_line(struct mda_txn *txn, const char *line, size_t len)
+mda_txn_data_line(struct mda_txn *txn, const char *line, size_t len,
+		  bool more)
 {
 	uint64_t max = txn->mda->cfg->lmtp.max_message_size;
 
@@ -423,12 +424,13 @@ mda_txn_data_line(struct mda_txn *txn, const char *line, size_t len)
 		return MDA_BAD_INPUT;
 	if (txn->data_status != MDA_OK)
 		return txn->data_status;
-	txn->size += (uint64_t)len + 2;
+	/* Counted as the client sent it: with CRLF line ends. */
+	txn->size += (uint64_t)len + (more ? 0 : 2);
 	if (txn->size > max) {
 		txn->data_status = MDA_TOO_BIG;
 		return MDA_TOO_BIG;
 	}
-	if (spool_write(txn, line, len) != MDA_OK)
+	if (spool_write(txn, line, len) != MDA_OK || more)
 		return txn->data_status;
 	return spool_write(txn, "\n", 1);
 }

@@ -74,11 +74,12 @@ void mda_txn_set_sender(struct mda_txn *txn, const char *sender);
  * Call after at least one recipient was added. */
 enum mda_status mda_txn_data_begin(struct mda_txn *txn);
 /* One line of the message without its line terminator (already
- * dot-unstuffed).  Returns MDA_TOO_BIG once the message passes
+ * dot-unstuffed).  With more = true it is only a piece of a line too long
+ * to hold: no line end is written and the next call continues it.  Returns MDA_TOO_BIG once the message passes
  * max_message_size (later lines are dropped, keep calling until the end)
  * or MDA_TEMP on a write error; the status sticks for data_end. */
 enum mda_status mda_txn_data_line(struct mda_txn *txn, const char *line,
-				  size_t len);
+				  size_t len, bool more);
 /* Finishes: flushes the spool once, links it into every recipient, then
  * commits each.  results[i] receives the status of recipient i (the array
  * holds mda_txn_rcpt_count() entries). */

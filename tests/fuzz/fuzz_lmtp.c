@@ -60,7 +60,7 @@ data_start(struct run *r, bool stuffed)
 static void
 data_event(struct run *r, const struct lmtp_data_event *ev)
 {
-	if (ev->line == NULL || ev->len > LMTP_DATA_LINE_MAX)
+	if (ev->line == NULL || ev->len > RB_LMTP_DATA_LINE_MAX)
 		abort();
 	mix_u64(r, ev->type);
 	mix_u64(r, ev->split);

@@ -122,15 +122,17 @@ def test_8bit_body(lmtpd, roost):
     assert roost.messages(U)[0].endswith(body.replace(b"\r\n", b"\n"))
 
 
-def test_long_text_line_accepted(lmtpd, roost):
-    # RFC 5321 allows 1000 octets; longer lines must not lose the mail
-    line = b"x" * 5000
+@pytest.mark.parametrize("length", [5000, 200 * 1024 + 7])
+def test_long_text_line_accepted(lmtpd, roost, length):
+    # RFC 5321 allows 1000 octets; longer lines must not lose the mail,
+    # and a line longer than what is held in memory is stored unbroken.
+    line = bytes(b"xyz"[i % 3] for i in range(length))
     with LmtpClient(port=lmtpd.port) as c:
         c.lhlo()
         res = c.transaction("a@example.org", [U],
-                            b"Subject: long\r\n\r\n" + line + b"\r\n")
+                            b"Subject: long\r\n\r\n" + line + b"\r\nend\r\n")
         assert res["data"][0][0] == 250
-    assert roost.messages(U)[0].endswith(line + b"\n")
+    assert roost.messages(U)[0].endswith(b"\n" + line + b"\nend\n")
 
 
 def size_config(roost):

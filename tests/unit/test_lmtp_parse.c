@@ -493,7 +493,7 @@ test_data_binary(void **state)
 static void
 test_data_long_line(void **state)
 {
-	size_t n = LMTP_DATA_LINE_MAX + 10;
+	size_t n = RB_LMTP_DATA_LINE_MAX + 10;
 	char *buf = malloc(n + 16);
 	char expected[256];
 
@@ -501,27 +501,27 @@ test_data_long_line(void **state)
 	assert_non_null(buf);
 	memset(buf, 'x', n);
 	memcpy(buf + n, "\r\n.\r\n", 5);
-	/* handed out in a piece of LMTP_DATA_LINE_MAX and the rest */
+	/* handed out in a piece of RB_LMTP_DATA_LINE_MAX and the rest */
 	snprintf(expected, sizeof(expected),
 		 "{%u:xxxx..xxxx}[xxxxxxxxxx]END rest=0 size=%zu",
-		 (unsigned)LMTP_DATA_LINE_MAX, n + 2);
+		 (unsigned)RB_LMTP_DATA_LINE_MAX, n + 2);
 	check_data_mode(buf, n + 5, true, false, expected);
 
-	/* exactly LMTP_DATA_LINE_MAX: one whole line, no split */
-	memcpy(buf + LMTP_DATA_LINE_MAX, "\r\n.\r\n", 5);
+	/* exactly RB_LMTP_DATA_LINE_MAX: one whole line, no split */
+	memcpy(buf + RB_LMTP_DATA_LINE_MAX, "\r\n.\r\n", 5);
 	snprintf(expected, sizeof(expected),
 		 "[%u:xxxx..xxxx]END rest=0 size=%u",
-		 (unsigned)LMTP_DATA_LINE_MAX,
-		 (unsigned)LMTP_DATA_LINE_MAX + 2);
-	check_data_mode(buf, LMTP_DATA_LINE_MAX + 5, true, false, expected);
+		 (unsigned)RB_LMTP_DATA_LINE_MAX,
+		 (unsigned)RB_LMTP_DATA_LINE_MAX + 2);
+	check_data_mode(buf, RB_LMTP_DATA_LINE_MAX + 5, true, false, expected);
 
 	/* a lone CR right at the limit */
-	memcpy(buf + LMTP_DATA_LINE_MAX, "\rz\r\n.\r\n", 7);
+	memcpy(buf + RB_LMTP_DATA_LINE_MAX, "\rz\r\n.\r\n", 7);
 	snprintf(expected, sizeof(expected),
 		 "{%u:xxxx..xxxx}[\\x0dz]END rest=0 size=%u",
-		 (unsigned)LMTP_DATA_LINE_MAX,
-		 (unsigned)LMTP_DATA_LINE_MAX + 4);
-	check_data_mode(buf, LMTP_DATA_LINE_MAX + 7, true, false, expected);
+		 (unsigned)RB_LMTP_DATA_LINE_MAX,
+		 (unsigned)RB_LMTP_DATA_LINE_MAX + 4);
+	check_data_mode(buf, RB_LMTP_DATA_LINE_MAX + 7, true, false, expected);
 	free(buf);
 }
 
