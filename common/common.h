@@ -296,6 +296,9 @@ struct rb_server_params {
 	/* SIGTERM in a worker: close idle sessions; busy ones finish their
 	 * command first and then close. */
 	void (*shutdown)(void *arg);
+	/* In each worker after its loop ended, before it exits (may be
+	 * NULL): close what worker_init opened. */
+	void (*worker_exit)(void *arg);
 	void *arg;
 };
 

@@ -34,6 +34,7 @@ static struct {
 	unsigned conns;
 	bool paused;
 	bool stopping;
+	struct event *resume;	/* re-enables accepting after EMFILE */
 } w;
 
 static void
@@ -123,14 +124,32 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 }
 
 static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (w.params->max_connections == 0 ||
+	    w.conns < w.params->max_connections)
+		worker_pause(false);
+}
+
+static void
 on_accept_error(struct evconnlistener *l, void *arg)
 {
+	static const struct timeval pause = { 0, 200 * 1000 };
 	int err = EVUTIL_SOCKET_ERROR();
 
 	(void)l;
 	(void)arg;
-	/* EMFILE and friends: pause briefly rather than spin. */
 	log_error("accept failed: %s", evutil_socket_error_to_string(err));
+	/* Out of descriptors or memory: the pending connection stays
+	 * pending, so stop accepting for a moment rather than spin on it. */
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM) {
+		worker_pause(true);
+		evtimer_add(w.resume, &pause);
+	}
 }
 
 static void
@@ -153,11 +172,15 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 static RB_NORETURN void
-worker_main(const struct rb_server_params *p)
+worker_main(const struct rb_server_params *p, pid_t master)
 {
 	struct event *sigterm, *sigint;
 
+	/* Die with the master; if it is already gone (it died between our
+	 * fork and this call), the signal would never come: leave now. */
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != master)
+		_exit(0);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGCHLD, SIG_DFL);
@@ -169,15 +192,19 @@ worker_main(const struct rb_server_params *p)
 	sigint = evsignal_new(w.base, SIGINT, on_stop_signal, NULL);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
+	w.resume = evtimer_new(w.base, on_resume, NULL);
 	if (p->worker_init != NULL && p->worker_init(w.base, p->arg) < 0) {
 		log_error("%s worker init failed", p->name);
 		_exit(1);
 	}
 	for (size_t i = 0; i < p->listener_count; i++) {
-		/* backlog 0: the socket is already listening. */
+		/* backlog 0: the socket is already listening.  Freeing the
+		 * listener at SIGTERM closes this worker's copy of the socket,
+		 * so a restarted daemon can bind while we finish. */
 		w.listeners[i] = evconnlistener_new(
 			w.base, on_accept, (void *)(uintptr_t)i,
-			LEV_OPT_CLOSE_ON_EXEC, 0, p->listeners[i].fd);
+			LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, 0,
+			p->listeners[i].fd);
 		if (w.listeners[i] == NULL)
 			log_fatal("evconnlistener_new failed");
 		evconnlistener_set_error_cb(w.listeners[i], on_accept_error);
@@ -185,6 +212,9 @@ worker_main(const struct rb_server_params *p)
 		w.count++;
 	}
 	event_base_dispatch(w.base);
+	if (p->worker_exit != NULL)
+		p->worker_exit(p->arg);
+	event_free(w.resume);
 	event_free(sigterm);
 	event_free(sigint);
 	for (size_t i = 0; i < w.count; i++)
@@ -207,6 +237,7 @@ on_master_signal(int sig)
 static pid_t
 spawn(const struct rb_server_params *p)
 {
+	pid_t master = getpid();
 	pid_t pid = fork();
 
 	if (pid < 0) {
@@ -214,7 +245,7 @@ spawn(const struct rb_server_params *p)
 		return -1;
 	}
 	if (pid == 0)
-		worker_main(p);
+		worker_main(p, master);
 	return pid;
 }
 

@@ -117,6 +117,14 @@ worker_init(struct event_base *base, void *arg)
 }
 
 static void
+worker_exit(void *arg)
+{
+	struct lmtp_worker *w = arg;
+
+	mda_close(&w->mda);
+}
+
+static void
 on_accept(struct event_base *base, int fd, bool tls, const char *remote,
 	  bool loopback, void *arg)
 {
@@ -253,6 +261,7 @@ main(int argc, char **argv)
 	params.worker_init = worker_init;
 	params.accept = on_accept;
 	params.shutdown = on_shutdown;
+	params.worker_exit = worker_exit;
 	params.arg = &worker;
 	ret = rb_server_run(&params);
 	close_listeners(listeners, n);

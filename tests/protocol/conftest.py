@@ -40,6 +40,14 @@ def chown_mail(path):
         os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
+def _is_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -100,15 +108,28 @@ class Daemon:
         return self.proc.returncode
 
     def kill(self):
-        """SIGKILL the master and its workers, as a crash would."""
+        """SIGKILL the master and its workers, as a crash would.
+
+        The master goes first so it cannot fork replacements; then the
+        workers it had; then we wait until every one is gone, so that a
+        restart can bind the ports again."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        for pid in self.children() + [self.proc.pid]:
+        workers = self.children()
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        workers += [p for p in self.children() if p not in workers]
+        for pid in workers:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self.proc.wait()
+        deadline = time.monotonic() + 30
+        while any(os.path.exists("/proc/%d" % p) and
+                  not _is_zombie(p) for p in workers):
+            if time.monotonic() > deadline:
+                raise AssertionError("workers survived SIGKILL: %s" % workers)
+            time.sleep(0.02)
         self.log.close()
 
     def children(self):
