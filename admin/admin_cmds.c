@@ -24,7 +24,8 @@ const struct admin_group admin_groups[] = {
 	{ "index", "check or rebuild a user's index",
 	  "    The Maildir files are the source of truth; the per-user\n"
 	  "    SQLite index is a cache of them.  'index check' compares the\n"
-	  "    two; 'index rebuild' recreates the index from the files,\n"
+	  "    two; 'index sync' takes new and vanished files into the\n"
+	  "    index; 'index rebuild' recreates the index from the files,\n"
 	  "    keeping every UID the old index still knows." },
 };
 const size_t admin_group_count = RB_N_ELEMENTS(admin_groups);
@@ -189,6 +190,14 @@ const struct admin_cmd admin_cmds[] = {
 	  "    anything differs.\n",
 	  NULL, "    roostctl index check alice@example.com || "
 	  "roostctl index rebuild alice@example.com\n" },
+	{ "index", "sync", "ADDRESS", { "ADDRESS" }, 1, 1, 0, ADMIN_NEED_DB,
+	  admin_cmd_index_sync, "take file changes into a user's index",
+	  "    Syncs every mailbox of the user as a mail client's login\n"
+	  "    would: files that other tools (or a delivery cut short by a\n"
+	  "    crash) left in new/ or cur/ get the next UIDs, rows of\n"
+	  "    vanished files are dropped, flag renames are taken in.  No\n"
+	  "    UID changes; cheaper and gentler than 'index rebuild'.\n",
+	  NULL, NULL },
 	{ "index", "rebuild", "ADDRESS", { "ADDRESS" }, 1, 1, 0,
 	  ADMIN_NEED_DB, admin_cmd_index_rebuild,
 	  "recreate a user's index from the files",

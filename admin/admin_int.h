@@ -196,5 +196,6 @@ int admin_cmd_mailbox_rename(struct admin_ctx *ctx);
 int admin_cmd_mailbox_status(struct admin_ctx *ctx);
 int admin_cmd_index_check(struct admin_ctx *ctx);
 int admin_cmd_index_rebuild(struct admin_ctx *ctx);
+int admin_cmd_index_sync(struct admin_ctx *ctx);
 
 #endif

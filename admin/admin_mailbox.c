@@ -369,9 +369,10 @@ admin_cmd_index_check(struct admin_ctx *ctx)
 		}
 		admin_table_print(&t, stdout);
 		admin_table_free(&t);
-		printf("\n%zu difference%s; 'roostctl index rebuild %s' "
-		       "repairs the index\n", count, count == 1 ? "" : "s",
-		       canon);
+		printf("\n%zu difference%s; 'roostctl index sync %s' takes "
+		       "new and vanished files in, 'roostctl index rebuild "
+		       "%s' repairs anything\n", count,
+		       count == 1 ? "" : "s", canon, canon);
 	}
 	free(items);
 	return count == 0 ? ADMIN_EXIT_OK : ADMIN_EXIT_FAIL;
@@ -416,5 +417,40 @@ admin_cmd_index_rebuild(struct admin_ctx *ctx)
 	} else {
 		printf("%s\n", text);
 	}
+	return ADMIN_EXIT_OK;
+}
+
+int
+admin_cmd_index_sync(struct admin_ctx *ctx)
+{
+	struct storage_mailbox_info *list = NULL;
+	char canon[RB_ADDR_MAX + 1], text[RB_ADDR_MAX + 64];
+	struct storage *st;
+	enum storage_err err;
+	size_t count = 0;
+	int rc;
+
+	if ((rc = admin_user_store(ctx, ctx->pos[0], false, canon,
+				   sizeof(canon), &st)) != 0)
+		return rc;
+	err = storage_mailbox_list(st, &list, &count);
+	for (size_t i = 0; err == STORAGE_OK && i < count; i++) {
+		struct storage_mailbox *box;
+
+		/* Opening a mailbox syncs it with its folder. */
+		err = storage_mailbox_open(st, list[i].name, &box);
+		if (err == STORAGE_OK)
+			storage_mailbox_close(&box);
+	}
+	free(list);
+	if (err != STORAGE_OK) {
+		rc = admin_fail_storage(err, canon, storage_error(st));
+		storage_close(&st);
+		return rc;
+	}
+	storage_close(&st);
+	rb_snprintf(text, sizeof(text), "index of %s synced (%zu mailbox%s)",
+		    canon, count, count == 1 ? "" : "es");
+	print_done(ctx, "synced", canon, "*", text);
 	return ADMIN_EXIT_OK;
 }

@@ -304,6 +304,24 @@ def test_index_check_and_rebuild(roost):
     assert ctl_json(roost, "user", "show", a)["usage"]["messages"] == 1
 
 
+def test_index_sync(roost):
+    a = "sy@example.com"
+    roost.add_user(a)
+    roost.ctl("mailbox", "create", a, "Later")
+    assert roost.deliver(a, MESSAGE).returncode == 0
+    uid_before = ctl_json(roost, "mailbox", "status", a, "INBOX")["uidnext"]
+    drop_file(roost, a, "1700000000.M2P2Q2.elsewhere")
+    assert roost.ctl("index", "check", a, check=False).returncode == 1
+    r = roost.ctl("index", "sync", a)
+    assert "synced" in r.stdout
+    roost.ctl("index", "check", a)
+    st = ctl_json(roost, "mailbox", "status", a, "INBOX")
+    # The dropped file got the next UID; nothing was renumbered.
+    assert st["messages"] == 2 and st["uidnext"] == uid_before + 1
+    r = roost.ctl("index", "sync", "nobody@example.com", check=False)
+    assert r.returncode == 1 and "no such user" in r.stderr
+
+
 def test_status_after_delivery_to_alias(roost):
     """Users and aliases made by roostctl are what delivery resolves."""
     roost.add_user("d1@example.com")
