@@ -24,10 +24,11 @@ LDLIBS := -lsqlite3 -levent_openssl -levent -lssl -lcrypto -lsasl2 \
 	-luuid -lcrypt -lpthread
 
 # Link order: a folder may use only folders to its right.
-LIBDIRS := admin lda mda storage auth common
+LIBDIRS := admin lda pop3d mda storage auth common
 PROG_admin := roostctl
 PROG_lda := roost-lmtpd
 PROG_mda := roost-deliver
+PROG_pop3d := roost-pop3d
 
 LIBS := $(foreach d,$(LIBDIRS),$(O)/lib/lib$(d).a)
 PROGS := $(foreach d,$(LIBDIRS),$(if $(and $(PROG_$(d)),$(wildcard $(d)/main.c)),$(O)/bin/$(PROG_$(d))))

@@ -1,0 +1,146 @@
+/*
+ * Failed-login throttling, per worker process (STYLE.md: "delay and count
+ * failed logins per address").  A small fixed table of remote addresses
+ * with the failures seen in the current minute; when it is full the
+ * entry touched longest ago is reused, so memory stays bounded whatever
+ * an attacker does (he can at worst make us forget some addresses, which
+ * costs him as many failures as he makes us forget).
+ *
+ * Delay after the n-th failure in a minute: base_delay * 2^(n-1) seconds,
+ * capped at AUTH_THROTTLE_DELAY_MAX_MS.  The delay is served by the
+ * protocol with a timer, never by sleeping.
+ */
+#include <string.h>
+
+#include "auth/auth.h"
+
+/* Addresses remembered per process: 4096 * ~80 bytes = 320 KB. */
+#define AUTH_THROTTLE_SLOTS 4096
+/* The window failures are counted in. */
+#define AUTH_THROTTLE_WINDOW 60
+/* Longest delay we impose on one answer. */
+#define AUTH_THROTTLE_DELAY_MAX_MS 15000u
+
+struct throttle_entry {
+	char ip[48];		/* "" = free slot; INET6_ADDRSTRLEN fits */
+	time_t window_start;	/* first failure of the current window */
+	time_t last;		/* last failure, for eviction */
+	unsigned failures;	/* in the current window */
+};
+
+struct auth_throttle {
+	unsigned base_delay;
+	unsigned max_per_minute;
+	struct throttle_entry e[AUTH_THROTTLE_SLOTS];
+};
+
+struct auth_throttle *
+auth_throttle_new(unsigned base_delay, unsigned max_per_minute)
+{
+	struct auth_throttle *t = rb_calloc(1, sizeof(*t));
+
+	t->base_delay = base_delay;
+	t->max_per_minute = max_per_minute;
+	return t;
+}
+
+void
+auth_throttle_free(struct auth_throttle **t)
+{
+	rb_free(t);
+}
+
+/* The table key of ip: cut to the slot size (only a caller bug could
+ * pass a longer one, and it still groups its own failures). */
+static void
+make_key(const char *ip, char *key)
+{
+	size_t n = strnlen(ip, sizeof(((struct throttle_entry *)0)->ip) - 1);
+
+	memcpy(key, ip, n);
+	key[n] = '\0';
+}
+
+/* The entry of ip, NULL if none; expired windows are reset. */
+static struct throttle_entry *
+find(struct auth_throttle *t, const char *ip, time_t now)
+{
+	char key[sizeof(t->e[0].ip)];
+
+	make_key(ip, key);
+	ip = key;
+	for (size_t i = 0; i < AUTH_THROTTLE_SLOTS; i++) {
+		struct throttle_entry *e = &t->e[i];
+
+		if (e->ip[0] == '\0' || strcmp(e->ip, ip) != 0)
+			continue;
+		/* a clock step backwards also starts a new window */
+		if (now - e->window_start >= AUTH_THROTTLE_WINDOW ||
+		    now < e->window_start) {
+			e->failures = 0;
+			e->window_start = now;
+		}
+		return e;
+	}
+	return NULL;
+}
+
+bool
+auth_throttle_blocked(struct auth_throttle *t, const char *ip, time_t now)
+{
+	struct throttle_entry *e = find(t, ip, now);
+
+	return e != NULL && t->max_per_minute > 0 &&
+	       e->failures >= t->max_per_minute;
+}
+
+unsigned
+auth_throttle_failure(struct auth_throttle *t, const char *ip, time_t now)
+{
+	struct throttle_entry *e = find(t, ip, now);
+	uint64_t ms;
+
+	if (e == NULL) {
+		struct throttle_entry *victim = &t->e[0];
+
+		for (size_t i = 0; i < AUTH_THROTTLE_SLOTS; i++) {
+			if (t->e[i].ip[0] == '\0') {
+				victim = &t->e[i];
+				break;
+			}
+			if (t->e[i].last < victim->last)
+				victim = &t->e[i];
+		}
+		e = victim;
+		memset(e, 0, sizeof(*e));
+		make_key(ip, e->ip);
+		e->window_start = now;
+	}
+	e->last = now;
+	if (e->failures < UINT32_MAX)
+		e->failures++;
+	if (t->base_delay == 0)
+		return 0;
+	ms = (uint64_t)t->base_delay * 1000;
+	for (unsigned i = 1; i < e->failures && ms < AUTH_THROTTLE_DELAY_MAX_MS;
+	     i++)
+		ms *= 2;
+	if (ms > AUTH_THROTTLE_DELAY_MAX_MS)
+		ms = AUTH_THROTTLE_DELAY_MAX_MS;
+	return (unsigned)ms;
+}
+
+void
+auth_throttle_success(struct auth_throttle *t, const char *ip)
+{
+	char key[sizeof(t->e[0].ip)];
+
+	make_key(ip, key);
+	ip = key;
+	for (size_t i = 0; i < AUTH_THROTTLE_SLOTS; i++) {
+		if (t->e[i].ip[0] != '\0' && strcmp(t->e[i].ip, ip) == 0) {
+			memset(&t->e[i], 0, sizeof(t->e[i]));
+			return;
+		}
+	}
+}
