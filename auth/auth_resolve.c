@@ -118,7 +118,7 @@ auth_resolve(struct auth_db *db, const char *address, const char *delimiters,
 	enum auth_status st;
 	enum match match;
 	size_t llen, pos;
-	bool known;
+	bool known = false;
 
 	memset(r, 0, sizeof(*r));
 	if (auth_address_normalize(db, address, canon, sizeof(canon)) < 0)

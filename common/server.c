@@ -181,8 +181,6 @@ worker_main(const struct rb_server_params *p, pid_t master)
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != master)
 		_exit(0);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
 	signal(SIGCHLD, SIG_DFL);
 	w.params = p;
 	w.base = event_base_new();
@@ -192,6 +190,14 @@ worker_main(const struct rb_server_params *p, pid_t master)
 	sigint = evsignal_new(w.base, SIGINT, on_stop_signal, NULL);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
+	/* Stop signals were blocked since before fork() (see spawn): now
+	 * that libevent handles them, a pending one is delivered, not lost
+	 * to the master's handler we inherited. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigprocmask(SIG_UNBLOCK, &stop, NULL);
 	w.resume = evtimer_new(w.base, on_resume, NULL);
 	if (p->worker_init != NULL && p->worker_init(w.base, p->arg) < 0) {
 		log_error("%s worker init failed", p->name);
@@ -238,14 +244,21 @@ static pid_t
 spawn(const struct rb_server_params *p)
 {
 	pid_t master = getpid();
-	pid_t pid = fork();
+	sigset_t stop, old;
+	pid_t pid;
 
-	if (pid < 0) {
-		log_error("fork failed: %s", strerror(errno));
-		return -1;
-	}
+	/* A SIGTERM arriving between fork() and the worker's own handler
+	 * would hit the master's handler in the child and be lost. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigprocmask(SIG_BLOCK, &stop, &old);
+	pid = fork();
 	if (pid == 0)
 		worker_main(p, master);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0)
+		log_error("fork failed: %s", strerror(errno));
 	return pid;
 }
 
