@@ -7,19 +7,13 @@
  * costs him as many failures as he makes us forget).
  *
  * Delay after the n-th failure in a minute: base_delay * 2^(n-1) seconds,
- * capped at AUTH_THROTTLE_DELAY_MAX_MS.  The delay is served by the
+ * capped at RB_AUTH_THROTTLE_DELAY_MAX_MS.  The delay is served by the
  * protocol with a timer, never by sleeping.
  */
 #include <string.h>
 
 #include "auth/auth.h"
 
-/* Addresses remembered per process: 4096 * ~80 bytes = 320 KB. */
-#define AUTH_THROTTLE_SLOTS 4096
-/* The window failures are counted in. */
-#define AUTH_THROTTLE_WINDOW 60
-/* Longest delay we impose on one answer. */
-#define AUTH_THROTTLE_DELAY_MAX_MS 15000u
 
 struct throttle_entry {
 	char ip[48];		/* "" = free slot; INET6_ADDRSTRLEN fits */
@@ -31,7 +25,7 @@ struct throttle_entry {
 struct auth_throttle {
 	unsigned base_delay;
 	unsigned max_per_minute;
-	struct throttle_entry e[AUTH_THROTTLE_SLOTS];
+	struct throttle_entry e[RB_AUTH_THROTTLE_SLOTS];
 };
 
 struct auth_throttle *
@@ -69,13 +63,13 @@ find(struct auth_throttle *t, const char *ip, time_t now)
 
 	make_key(ip, key);
 	ip = key;
-	for (size_t i = 0; i < AUTH_THROTTLE_SLOTS; i++) {
+	for (size_t i = 0; i < RB_AUTH_THROTTLE_SLOTS; i++) {
 		struct throttle_entry *e = &t->e[i];
 
 		if (e->ip[0] == '\0' || strcmp(e->ip, ip) != 0)
 			continue;
 		/* a clock step backwards also starts a new window */
-		if (now - e->window_start >= AUTH_THROTTLE_WINDOW ||
+		if (now - e->window_start >= RB_AUTH_THROTTLE_WINDOW ||
 		    now < e->window_start) {
 			e->failures = 0;
 			e->window_start = now;
@@ -103,7 +97,7 @@ auth_throttle_failure(struct auth_throttle *t, const char *ip, time_t now)
 	if (e == NULL) {
 		struct throttle_entry *victim = &t->e[0];
 
-		for (size_t i = 0; i < AUTH_THROTTLE_SLOTS; i++) {
+		for (size_t i = 0; i < RB_AUTH_THROTTLE_SLOTS; i++) {
 			if (t->e[i].ip[0] == '\0') {
 				victim = &t->e[i];
 				break;
@@ -122,11 +116,11 @@ auth_throttle_failure(struct auth_throttle *t, const char *ip, time_t now)
 	if (t->base_delay == 0)
 		return 0;
 	ms = (uint64_t)t->base_delay * 1000;
-	for (unsigned i = 1; i < e->failures && ms < AUTH_THROTTLE_DELAY_MAX_MS;
+	for (unsigned i = 1; i < e->failures && ms < RB_AUTH_THROTTLE_DELAY_MAX_MS;
 	     i++)
 		ms *= 2;
-	if (ms > AUTH_THROTTLE_DELAY_MAX_MS)
-		ms = AUTH_THROTTLE_DELAY_MAX_MS;
+	if (ms > RB_AUTH_THROTTLE_DELAY_MAX_MS)
+		ms = RB_AUTH_THROTTLE_DELAY_MAX_MS;
 	return (unsigned)ms;
 }
 
@@ -137,7 +131,7 @@ auth_throttle_success(struct auth_throttle *t, const char *ip)
 
 	make_key(ip, key);
 	ip = key;
-	for (size_t i = 0; i < AUTH_THROTTLE_SLOTS; i++) {
+	for (size_t i = 0; i < RB_AUTH_THROTTLE_SLOTS; i++) {
 		if (t->e[i].ip[0] != '\0' && strcmp(t->e[i].ip, ip) == 0) {
 			memset(&t->e[i], 0, sizeof(t->e[i]));
 			return;

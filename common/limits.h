@@ -48,6 +48,33 @@
 #define RB_CONNECTIONS_PER_WORKER_MAX 4096
 /* Listen entries per protocol. */
 #define RB_LISTEN_MAX 16
+/* POP3 (RFC 2449 §4): command lines are at most 255 octets with CRLF. */
+#define RB_POP3_LINE_MAX 255
+/* A base64 SASL response line with CRLF: PLAIN with a maximal address
+ * twice and RB_PASSWORD_MAX is about 2.2 KB encoded. */
+#define RB_POP3_SASL_LINE_MAX 4096
+/* RFC 1939 §3: arguments are at most 40 characters (USER and PASS, an
+ * address and a password, are bounded by their own limits). */
+#define RB_POP3_ARG_MAX 40
+/* Failed logins before a POP3 session is closed. */
+#define RB_POP3_AUTH_FAILURES_MAX 3
+/* Seconds allowed before login (after it: [pop3] idle_timeout): an
+ * unauthenticated connection costs memory and gives the peer nothing. */
+#define RB_POP3_PRELOGIN_TIMEOUT 60
+/* Pipelined input buffered before we stop reading the socket. */
+#define RB_POP3_INPUT_MAX (64 * 1024)
+/* Bytes of a message file read at a time by RETR/TOP. */
+#define RB_POP3_READ_CHUNK (16 * 1024)
+/* RFC 1939 §7: a UIDL is 1 to 70 characters in 0x21-0x7E. */
+#define RB_POP3_UIDL_MAX 70
+/* Remote addresses the failed-login throttle remembers per process
+ * (about 80 bytes each). */
+#define RB_AUTH_THROTTLE_SLOTS 4096
+/* Seconds over which failed logins are counted. */
+#define RB_AUTH_THROTTLE_WINDOW 60
+/* Longest delay imposed on one failed-login answer. */
+#define RB_AUTH_THROTTLE_DELAY_MAX_MS 15000u
+
 /* Password bytes we accept for hashing/verification. */
 #define RB_PASSWORD_MAX 1024
 /* A stored password hash string. */
@@ -61,6 +88,12 @@
 #endif
 #if RB_ADDR_MAX < RB_LOCALPART_MAX + 1 + RB_DOMAIN_MAX
 #error "RB_ADDR_MAX too small"
+#endif
+#if RB_POP3_LINE_MAX < 255
+#error "RFC 2449 §4 needs 255-octet POP3 command lines"
+#endif
+#if RB_POP3_UIDL_MAX != 70
+#error "RFC 1939 §7 fixes UIDLs at 70 characters at most"
 #endif
 #if RB_PATH_MAX > 65536
 #error "RB_PATH_MAX unreasonably large"

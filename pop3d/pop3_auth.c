@@ -81,7 +81,7 @@ login_failed(struct pop3_session *s, const char *user, const char *method)
 	(void)rb_log_escape(user, strlen(user), esc, sizeof(esc));
 	ms = auth_throttle_failure(s->worker->throttle, throttle_key(s),
 				   time(NULL));
-	close = s->auth_failures >= POP3_AUTH_FAILURES_MAX;
+	close = s->auth_failures >= RB_POP3_AUTH_FAILURES_MAX;
 	SLOG_INFO(s, "event=auth-failed user=\"%s\" method=%s failures=%u "
 		  "delay_ms=%u", esc, method, s->auth_failures, ms);
 	pop3_session_delay_reply(s, ms, REPLY_AUTH_FAILED, close);
@@ -210,9 +210,9 @@ static void
 sasl_result(struct pop3_session *s, enum auth_sasl_result r,
 	    const void *out, size_t outlen)
 {
-	char b64[POP3_SASL_LINE_MAX];
+	char b64[RB_POP3_SASL_LINE_MAX];
 	char user[RB_ADDR_MAX + 1];
-	char mech[POP3_ARG_MAX + 1];
+	char mech[RB_POP3_ARG_MAX + 1];
 
 	switch (r) {
 	case AUTH_SASL_CONTINUE:
@@ -280,7 +280,7 @@ list_mechanisms(struct pop3_session *s)
 void
 pop3_cmd_auth(struct pop3_session *s, struct pop3_cmd *cmd)
 {
-	unsigned char ir[POP3_LINE_MAX];
+	unsigned char ir[RB_POP3_LINE_MAX];
 	size_t irlen = 0;
 	const void *out;
 	size_t outlen;
@@ -331,7 +331,7 @@ pop3_cmd_auth(struct pop3_session *s, struct pop3_cmd *cmd)
 void
 pop3_cmd_sasl_response(struct pop3_session *s, struct pop3_cmd *cmd)
 {
-	unsigned char buf[POP3_SASL_LINE_MAX];
+	unsigned char buf[RB_POP3_SASL_LINE_MAX];
 	size_t len = 0, linelen = strlen(cmd->arg);
 	const void *out;
 	size_t outlen;

@@ -211,7 +211,7 @@ cmd_list(struct pop3_session *s, struct pop3_cmd *cmd)
 static void
 cmd_uidl(struct pop3_session *s, struct pop3_cmd *cmd)
 {
-	char uidl[POP3_UIDL_MAX + 1];
+	char uidl[RB_POP3_UIDL_MAX + 1];
 	size_t i;
 
 	if (cmd->argc == 1) {
@@ -387,9 +387,9 @@ message_done(struct pop3_session *s)
 static int
 message_chunk(struct pop3_session *s)
 {
-	static unsigned char in[POP3_READ_CHUNK];
+	static unsigned char in[RB_POP3_READ_CHUNK];
 	/* each input octet becomes at most two ("." -> "..", LF -> CRLF) */
-	static unsigned char out[POP3_READ_CHUNK * 2];
+	static unsigned char out[RB_POP3_READ_CHUNK * 2];
 	struct pop3_stream *o = &s->out;
 	size_t n = 0;
 	ssize_t r;
@@ -447,7 +447,7 @@ int
 pop3_output_pump(struct pop3_session *s)
 {
 	struct pop3_stream *o = &s->out;
-	char line[POP3_UIDL_MAX + 48];
+	char line[RB_POP3_UIDL_MAX + 48];
 	int ok;
 
 	while (o->kind != POP3_OUTPUT_NONE) {
@@ -494,7 +494,7 @@ pop3_output_pump(struct pop3_session *s)
 							 (unsigned long long)
 							 s->msgs[i].vsize);
 				} else {
-					char uidl[POP3_UIDL_MAX + 1];
+					char uidl[RB_POP3_UIDL_MAX + 1];
 
 					pop3_uidl(&s->msgs[i], uidl);
 					ok = rb_snprintf(line, sizeof(line),

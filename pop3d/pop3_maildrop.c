@@ -41,7 +41,7 @@ pop3_uidl(const struct storage_msg *msg, char *out)
 	base = base != NULL ? base + 1 : msg->path;
 	colon = strchr(base, ':');
 	n = colon != NULL ? (size_t)(colon - base) : strlen(base);
-	if (n == 0 || n > POP3_UIDL_MAX)
+	if (n == 0 || n > RB_POP3_UIDL_MAX)
 		ok = false;
 	for (size_t i = 0; ok && i < n; i++) {
 		unsigned char c = (unsigned char)base[i];

@@ -179,7 +179,7 @@ parse_args(const struct verb_spec *v, char *rest, struct pop3_cmd *cmd)
 			cmd->arg = words[0];
 		if (count == 2)
 			cmd->arg2 = words[1];
-		if (count >= 1 && strlen(words[0]) > POP3_ARG_MAX)
+		if (count >= 1 && strlen(words[0]) > RB_POP3_ARG_MAX)
 			return refuse(cmd, POP3_PERR_SYNTAX, v->usage);
 		return 1;
 	}
@@ -267,7 +267,7 @@ pop3_parse(struct pop3_parser *parser, const void *data, size_t len,
 	const unsigned char *lf = memchr(p, '\n', len);
 	size_t take = lf != NULL ? (size_t)(lf - p) : len;
 	/* Octets before the terminator: the limit counts CRLF. */
-	size_t max = (parser->sasl ? POP3_SASL_LINE_MAX : POP3_LINE_MAX) - 2;
+	size_t max = (parser->sasl ? RB_POP3_SASL_LINE_MAX : RB_POP3_LINE_MAX) - 2;
 
 	*consumed_r = lf != NULL ? take + 1 : len;
 	if (!parser->too_long) {

@@ -7,13 +7,13 @@
  *   buffer is run in order before we return to the loop, except while a
  *   command is still in flight: a multi-line answer being produced
  *   (RETR/TOP/LIST/UIDL) or the delayed answer of a failed login.  Then
- *   input waits in the buffer (at most POP3_INPUT_MAX, after which
+ *   input waits in the buffer (at most RB_POP3_INPUT_MAX, after which
  *   libevent stops reading the socket) and is resumed when the command
  *   completes.
  * - Back-pressure: answers are produced only while less than
  *   RB_OUTPUT_BUFFER_MAX octets wait for the peer; the write callback
  *   (low watermark half of that) produces more.  A message is never in
- *   memory as a whole, only one POP3_READ_CHUNK of it.
+ *   memory as a whole, only one RB_POP3_READ_CHUNK of it.
  * - STLS: nothing the client sent before the TLS handshake is used after
  *   it (CVE-2011-0411): the input buffer and the parser are emptied when
  *   the TLS filter takes over.
@@ -280,8 +280,8 @@ pop3_session_timeouts(struct pop3_session *s)
 	 * within a minute is not a mail client at work. */
 	if (s->state == POP3_STATE_AUTHORIZATION ||
 	    s->state == POP3_STATE_SASL)
-		idle = idle < POP3_PRELOGIN_TIMEOUT ? idle :
-			POP3_PRELOGIN_TIMEOUT;
+		idle = idle < RB_POP3_PRELOGIN_TIMEOUT ? idle :
+			RB_POP3_PRELOGIN_TIMEOUT;
 	rd.tv_sec = (time_t)idle;
 	rd.tv_usec = 0;
 	wr.tv_sec = (time_t)s->worker->cfg->pop3.idle_timeout;
@@ -419,7 +419,7 @@ setup_bev(struct pop3_session *s)
 	/* read: stop reading the socket when this much waits unparsed;
 	 * write: on_write fires at half the output cap; the high mark
 	 * bounds what a TLS filter pushes into the plain layer below */
-	bufferevent_setwatermark(s->bev, EV_READ, 0, POP3_INPUT_MAX);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, RB_POP3_INPUT_MAX);
 	bufferevent_setwatermark(s->bev, EV_WRITE, RB_OUTPUT_BUFFER_MAX / 2,
 				 RB_OUTPUT_BUFFER_MAX);
 	pop3_session_timeouts(s);

@@ -13,7 +13,7 @@
  *
  * During a SASL exchange (RFC 5034 §4) the session switches the parser
  * to response mode: each line is then handed back whole as a
- * POP3_VERB_SASL_RESPONSE, up to POP3_SASL_LINE_MAX octets, because the
+ * POP3_VERB_SASL_RESPONSE, up to RB_POP3_SASL_LINE_MAX octets, because the
  * 255-octet limit applies to commands, not to client responses.
  */
 #ifndef ROOST_POP3D_H
@@ -25,15 +25,6 @@
 
 #include "common/common.h"
 
-/* RFC 2449 §4: "command lines ... MUST NOT exceed 255 octets, including
- * the terminating CRLF". */
-#define POP3_LINE_MAX 255
-/* A base64 SASL client response line, CRLF included: PLAIN with a
- * maximal address twice and RB_PASSWORD_MAX is about 2.2 KB encoded. */
-#define POP3_SASL_LINE_MAX 4096
-/* RFC 1939 §3: arguments are at most 40 characters.  We allow more for
- * USER (an address) and PASS (a password); this bounds the rest. */
-#define POP3_ARG_MAX 40
 
 enum pop3_verb {
 	POP3_VERB_NONE = 0,	/* unknown verb (error POP3_PERR_UNKNOWN) */
@@ -90,7 +81,7 @@ struct pop3_parser {
 	size_t len;		/* octets of the current line in line[] */
 	bool too_long;		/* skipping the rest of an over-long line */
 	bool sasl;		/* lines are SASL responses, not commands */
-	char line[POP3_SASL_LINE_MAX + 1];
+	char line[RB_POP3_SASL_LINE_MAX + 1];
 };
 
 void pop3_parser_init(struct pop3_parser *parser);

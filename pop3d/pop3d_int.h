@@ -33,21 +33,8 @@ enum pop3_state {
 
 #define POP3_STATE_BIT(st) (1u << (st))
 
-/* Failed logins before the session is closed (issue 3). */
-#define POP3_AUTH_FAILURES_MAX 3
-/* Idle time allowed before login, in seconds; after login it is
- * [pop3] idle_timeout.  Short, because an unauthenticated connection
- * costs us memory and gives the peer nothing. */
-#define POP3_PRELOGIN_TIMEOUT 60
-/* Unprocessed input we buffer (pipelined commands) before we stop
- * reading from the socket. */
-#define POP3_INPUT_MAX (64 * 1024)
-/* Chunk of a message file read at a time by RETR/TOP. */
-#define POP3_READ_CHUNK (16 * 1024)
 
 #define POP3_SESSION_ID_LEN 12
-/* RFC 1939 §7 UIDL: 1 to 70 characters in 0x21-0x7E. */
-#define POP3_UIDL_MAX 70
 
 /* One per worker process: what every session of the worker shares. */
 struct pop3_worker {
@@ -114,7 +101,7 @@ struct pop3_session {
 	bool have_user;
 	bool logged_in;			/* user is the authenticated login */
 	struct auth_sasl *sasl;		/* AUTH exchange in progress */
-	char sasl_mech[POP3_ARG_MAX + 1];
+	char sasl_mech[RB_POP3_ARG_MAX + 1];
 	char delayed_reply[128];	/* sent when ev_delay fires */
 	bool close_after_delay;
 
@@ -207,7 +194,7 @@ int pop3_maildrop_open(struct pop3_session *s, const char *address);
 void pop3_maildrop_close(struct pop3_session *s);
 /* QUIT in TRANSACTION: removes the marked messages.  0 on success. */
 int pop3_maildrop_expunge(struct pop3_session *s, unsigned *removed_r);
-/* The UIDL of message i (RFC 1939 §7): out holds POP3_UIDL_MAX + 1. */
+/* The UIDL of message i (RFC 1939 §7): out holds RB_POP3_UIDL_MAX + 1. */
 void pop3_uidl(const struct storage_msg *msg, char *out);
 
 #endif

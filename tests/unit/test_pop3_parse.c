@@ -229,7 +229,7 @@ test_line_length(void **state)
 static void
 test_sasl_mode(void **state)
 {
-	char line[POP3_SASL_LINE_MAX + 16];
+	char line[RB_POP3_SASL_LINE_MAX + 16];
 
 	(void)state;
 	check_len("AGEAYg==\r\n", 10, true,
@@ -239,10 +239,10 @@ test_sasl_mode(void **state)
 	check_len("a\0b\r\n", 5, true, "-1 (sasl) 3 0 a|-|0|0\n");
 	/* responses may be longer than commands */
 	memset(line, 'A', sizeof(line));
-	memcpy(line + POP3_SASL_LINE_MAX - 2, "\r\n", 2);
-	check_len(line, POP3_SASL_LINE_MAX, true, NULL);
-	memcpy(line + POP3_SASL_LINE_MAX - 2, "A\r\n", 3);
-	check_len(line, POP3_SASL_LINE_MAX + 1, true,
+	memcpy(line + RB_POP3_SASL_LINE_MAX - 2, "\r\n", 2);
+	check_len(line, RB_POP3_SASL_LINE_MAX, true, NULL);
+	memcpy(line + RB_POP3_SASL_LINE_MAX - 2, "A\r\n", 3);
+	check_len(line, RB_POP3_SASL_LINE_MAX + 1, true,
 		  "-1 (sasl) 1 0 |-|0|0\n");
 }
 
