@@ -38,6 +38,11 @@
 /* Default and ceiling of max_message_size. */
 #define RB_MESSAGE_SIZE_DEFAULT (50 * 1024 * 1024)
 #define RB_MESSAGE_SIZE_CEILING (1024LL * 1024 * 1024)
+/* Age (mtime) past which a file in data_dir/tmp is a spool that a dead
+ * process left behind: the Maildir convention for tmp/ (qmail), far more
+ * than any live transaction, whose spool is written at least every
+ * idle_timeout. */
+#define RB_SPOOL_STALE_SECONDS (36 * 3600)
 /* Bad commands before an LMTP/POP3 session is dropped. */
 #define RB_BAD_COMMANDS_MAX 20
 /* Output buffered for one session before we stop reading its input. */

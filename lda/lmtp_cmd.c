@@ -185,12 +185,6 @@ txn_ended(struct lmtp_session *s)
 	lmtp_session_close(s, "shutdown", reply);
 }
 
-static const char *
-status_word(unsigned code)
-{
-	return code < 300 ? "delivered" : code < 500 ? "deferred" : "bounced";
-}
-
 void
 lmtp_txn_data_line(struct lmtp_session *s, const struct lmtp_data_event *ev)
 {
@@ -213,12 +207,11 @@ lmtp_txn_finish(struct lmtp_session *s)
 {
 	size_t n = mda_txn_rcpt_count(s->txn);
 	enum mda_status *results;
-	char from[RB_ADDR_MAX * 4 + 8], to[RB_ADDR_MAX * 4 + 8];
 
 	RB_CHECK(n == s->rcpt_count && n > 0);
 	results = rb_calloc(n, sizeof(*results));
+	/* mda logs the outcome of every recipient (one line each) */
 	mda_txn_data_end(s->txn, results);
-	(void)rb_log_escape(s->sender, strlen(s->sender), from, sizeof(from));
 	/* RFC 2033 §4.2: one reply per successful RCPT, in RCPT order */
 	for (size_t i = 0; i < n; i++) {
 		struct mda_reply r;
@@ -226,12 +219,6 @@ lmtp_txn_finish(struct lmtp_session *s)
 		mda_reply(s->worker->mda, results[i], false, &r);
 		lmtp_reply(s, "%u %s <%s> %s", r.code, r.enhanced,
 			   s->rcpts[i], r.text);
-		(void)rb_log_escape(s->rcpts[i], strlen(s->rcpts[i]), to,
-				    sizeof(to));
-		SLOG_INFO(s, "from=<%s> to=<%s> status=%s size=%llu "
-			  "reply=\"%u %s\"", from, to, status_word(r.code),
-			  (unsigned long long)s->data.size, r.code,
-			  r.enhanced);
 		if (results[i] == MDA_OK)
 			s->delivered++;
 	}
@@ -332,6 +319,7 @@ cmd_mail(struct lmtp_session *s, const struct lmtp_cmd *cmd)
 		NULL;
 	params.protocol = "LMTP";
 	params.session_id = s->id;
+	params.remote = s->remote;
 	s->txn = mda_txn_new(s->worker->mda, &params);
 	(void)rb_strlcpy(s->sender, cmd->address, sizeof(s->sender));
 	lmtp_session_set_state(s, LMTP_STATE_MAIL);
@@ -344,11 +332,8 @@ cmd_rcpt(struct lmtp_session *s, const struct lmtp_cmd *cmd)
 	enum mda_status st;
 	struct mda_reply r;
 
-	if (s->rcpt_count >= RB_LMTP_RCPT_MAX) {
-		/* RFC 5321 §4.5.3.1.10 */
-		lmtp_reply(s, "452 4.5.3 Too many recipients");
-		return;
-	}
+	/* mda logs a refusal, and past RB_LMTP_RCPT_MAX recipients answers
+	 * MDA_TOO_MANY: 452 4.5.3 (RFC 5321 §4.5.3.1.10) */
 	st = mda_txn_add_rcpt(s->txn, cmd->address, NULL);
 	mda_reply(s->worker->mda, st, true, &r);
 	if (st == MDA_OK) {
@@ -359,13 +344,6 @@ cmd_rcpt(struct lmtp_session *s, const struct lmtp_cmd *cmd)
 		}
 		s->rcpts[s->rcpt_count++] = rb_strdup(cmd->address);
 		lmtp_session_set_state(s, LMTP_STATE_RCPT);
-	} else {
-		char to[RB_ADDR_MAX * 4 + 8];
-
-		(void)rb_log_escape(cmd->address, strlen(cmd->address), to,
-				    sizeof(to));
-		SLOG_INFO(s, "to=<%s> status=rejected reply=\"%u %s\"", to,
-			  r.code, r.enhanced);
 	}
 	lmtp_reply(s, "%u %s <%s> %s", r.code, r.enhanced, cmd->address,
 		   r.text);

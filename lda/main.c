@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "lda/lda_int.h"
+#include "storage/storage.h"
 
 static const char usage_text[] =
 "NAME\n"
@@ -249,6 +250,18 @@ main(int argc, char **argv)
 		return fail(EX_CONFIG, "%s", error);
 	}
 
+	/* Spools of transactions a crash (or kill -9) cut off are never
+	 * acknowledged, so nothing refers to them: remove the old ones. */
+	{
+		unsigned removed;
+
+		if (storage_spool_cleanup(cfg.general.data_dir,
+					  RB_SPOOL_STALE_SECONDS, &removed,
+					  &error) != STORAGE_OK)
+			log_warning("%s", error);
+		else if (removed > 0)
+			log_info("removed %u stale spool files", removed);
+	}
 	worker.cfg = &cfg;
 	memset(&params, 0, sizeof(params));
 	params.name = "lmtp";

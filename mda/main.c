@@ -99,16 +99,18 @@ from_line_sender(struct feed *f, const unsigned char *line, size_t len)
 		f->from_sender[0] = '\0';
 }
 
-/* One input line (its LF removed); returns false once delivery can no
- * longer succeed (too big, write error). */
+/* One input line (its LF removed), or with more = true a piece of a line
+ * too long to hold (the rest follows).  Returns false once delivery can
+ * no longer succeed (too big, write error). */
 static bool
-feed_line(struct feed *f, const unsigned char *line, size_t len)
+feed_line(struct feed *f, const unsigned char *line, size_t len, bool more)
 {
-	if (len > 0 && line[len - 1] == '\r')
+	if (!more && len > 0 && line[len - 1] == '\r')
 		len--;
 	if (f->first) {
 		f->first = false;
-		if (len >= 5 && memcmp(line, "From ", 5) == 0) {
+		/* an mbox "From " line is short: a split one is text */
+		if (!more && len >= 5 && memcmp(line, "From ", 5) == 0) {
 			if (!f->sender_given) {
 				from_line_sender(f, line, len);
 				mda_txn_set_sender(f->txn, f->from_sender);
@@ -121,21 +123,22 @@ feed_line(struct feed *f, const unsigned char *line, size_t len)
 			return false;
 		f->begun = true;
 	}
-	return mda_txn_data_line(f->txn, (const char *)line, len, false) ==
+	return mda_txn_data_line(f->txn, (const char *)line, len, more) ==
 	       MDA_OK;
 }
 
-/* Streams stdin line by line into the transaction.  Returns 0, or -1 on a
- * read error. */
+/* Streams stdin line by line into the transaction, as LMTP does: at most
+ * RB_LMTP_DATA_LINE_MAX octets of a line are held, a longer one is handed
+ * on in pieces, so memory stays bounded whatever the input.  Returns 0,
+ * or -1 on a read error. */
 static int
-feed_stdin(struct feed *f, uint64_t max_size)
+feed_stdin(struct feed *f)
 {
 	struct rb_buf line;
 	char chunk[65536];
 	bool eof = false, go = true;
 
-	/* A line longer than the whole size limit is refused anyway. */
-	rb_buf_init(&line, (size_t)max_size + 2);
+	rb_buf_init(&line, RB_LMTP_DATA_LINE_MAX);
 	while (!eof && go) {
 		ssize_t n = read(STDIN_FILENO, chunk, sizeof(chunk));
 		size_t pos = 0;
@@ -153,23 +156,35 @@ feed_stdin(struct feed *f, uint64_t max_size)
 			size_t take = nl != NULL ? (size_t)(nl - chunk) - pos
 						 : (size_t)n - pos;
 
-			if (rb_buf_append(&line, chunk + pos, take) < 0) {
-				/* Fill to the limit: mda then says too big. */
-				(void)rb_buf_append(&line, chunk + pos,
-						    line.max - line.len);
-				(void)feed_line(f, line.data, line.len);
-				go = false;
-				break;
+			size_t room = line.max - line.len;
+
+			if (take > room) {
+				/* Hand on a full piece; a CR at its end stays
+				 * for the next one, where an LF may end the
+				 * line (CRLF becomes LF). */
+				bool cr;
+
+				RB_CHECK(rb_buf_append(&line, chunk + pos,
+						       room) == 0);
+				pos += room;
+				cr = line.data[line.len - 1] == '\r';
+				go = feed_line(f, line.data,
+					       line.len - (cr ? 1 : 0), true);
+				rb_buf_reset(&line);
+				if (cr)
+					(void)rb_buf_append(&line, "\r", 1);
+				continue;
 			}
+			RB_CHECK(rb_buf_append(&line, chunk + pos, take) == 0);
 			pos += take;
 			if (nl == NULL)
 				break;
 			pos++;
-			go = feed_line(f, line.data, line.len);
+			go = feed_line(f, line.data, line.len, false);
 			rb_buf_reset(&line);
 		}
 		if (eof && go && line.len > 0)
-			(void)feed_line(f, line.data, line.len);
+			(void)feed_line(f, line.data, line.len, false);
 	}
 	rb_buf_free(&line);
 	return 0;
@@ -228,7 +243,8 @@ main(int argc, char **argv)
 
 	(void)rb_snprintf(session, sizeof(session), "d%llx",
 			  (unsigned long long)rb_now_usec());
-	if (sender != NULL && sender[0] == '<') {
+	if (sender != NULL && sender[0] == '<' &&
+	    sender[strlen(sender) - 1] == '>') {
 		/* Accept "<addr>" as MTAs sometimes pass it. */
 		size_t len = strlen(sender);
 		(void)rb_snprintf(from_sender, sizeof(from_sender), "%.*s",
@@ -257,7 +273,7 @@ main(int argc, char **argv)
 		.sender_given = sender != NULL,
 		.first = true,
 	};
-	if (feed_stdin(&f, cfg.lmtp.max_message_size) < 0) {
+	if (feed_stdin(&f) < 0) {
 		mda_txn_free(&txn);
 		mda_close(&mda);
 		return fail(EX_DATAERR, "cannot read the message from "

@@ -13,6 +13,10 @@
  * - The status of an alias recipient is the worst of its targets: a
  *   temporary failure of one target makes the MTA retry, which may give
  *   the other targets a second copy; a duplicate beats a lost message.
+ * - Logging: mda writes the one line per recipient outcome, for the pipe
+ *   and for LMTP alike (log_outcome): a refusal at RCPT time, or after the
+ *   message one line per user reached with mailbox and UID.  Addresses
+ *   and folder names come from the peer and are escaped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +29,8 @@
 
 /* Trace headers are short; this bounds them. */
 #define MDA_HEADERS_MAX (4 * 1024)
+/* An address or folder name with every octet escaped by rb_log_escape. */
+#define MDA_LOG_ESC_MAX (RB_ADDR_MAX * 4 + 8)
 
 struct mda {
 	const struct rb_config *cfg;
@@ -49,6 +55,7 @@ struct mda_rcpt {
 struct mda_txn {
 	struct mda *mda;
 	char *sender, *helo, *addr, *protocol, *session_id;
+	char *remote;		/* for logs; NULL for the pipe */
 	struct mda_rcpt *rcpts;
 	size_t rcpt_count, rcpt_cap;
 	struct mda_target *targets;
@@ -144,6 +151,51 @@ status_name(enum mda_status s)
 	return (size_t)s < RB_N_ELEMENTS(names) ? names[s] : "?";
 }
 
+static const char *
+log_esc(const char *s, char *buf, size_t size)
+{
+	return rb_log_escape(s, strlen(s), buf, size);
+}
+
+/*
+ * The one log line of a recipient's outcome.  status= is what the MTA
+ * makes of the reply (delivered / deferred / bounced, as Postfix logs it),
+ * reason= our cause when it is not ok.  t: the user an accepted recipient
+ * reached (NULL at RCPT time or when the message as a whole failed).
+ * size= is the message as the client sent it, CRLF counted (RFC 1870).
+ */
+static void
+log_outcome(const struct mda_txn *txn, const char *address,
+	    const struct mda_target *t, enum mda_status status, bool at_rcpt)
+{
+	char from[MDA_LOG_ESC_MAX], to[MDA_LOG_ESC_MAX];
+	char remote[128], target[RB_ADDR_MAX + MDA_LOG_ESC_MAX + 64];
+	char size[32], box[MDA_LOG_ESC_MAX];
+	struct mda_reply r;
+
+	mda_reply(txn->mda, status, at_rcpt, &r);
+	remote[0] = target[0] = size[0] = '\0';
+	if (txn->remote != NULL)
+		(void)rb_snprintf(remote, sizeof(remote), " remote=%s",
+				  txn->remote);
+	if (t != NULL)
+		(void)rb_snprintf(target, sizeof(target),
+				  " user=%s mailbox=%s uid=%u", t->user,
+				  log_esc(t->mailbox[0] != '\0' ? t->mailbox :
+					  "INBOX", box, sizeof(box)), t->uid);
+	if (txn->spool != NULL)
+		(void)rb_snprintf(size, sizeof(size), " size=%llu",
+				  (unsigned long long)txn->size);
+	log_info("session=%s%s from=<%s> to=<%s>%s%s status=%s%s%s "
+		 "reply=\"%u %s\"", txn->session_id, remote,
+		 log_esc(txn->sender, from, sizeof(from)),
+		 log_esc(address, to, sizeof(to)), target, size,
+		 r.code < 300 ? "delivered" : r.code < 500 ? "deferred" :
+		 "bounced", status != MDA_OK ? " reason=" : "",
+		 status != MDA_OK ? status_name(status) : "", r.code,
+		 r.enhanced);
+}
+
 static char *
 dup_or_empty(const char *s)
 {
@@ -161,6 +213,7 @@ mda_txn_new(struct mda *mda, const struct mda_txn_params *p)
 	txn->addr = p->client_addr != NULL ? rb_strdup(p->client_addr) : NULL;
 	txn->protocol = dup_or_empty(p->protocol);
 	txn->session_id = dup_or_empty(p->session_id);
+	txn->remote = p->remote != NULL ? rb_strdup(p->remote) : NULL;
 	return txn;
 }
 
@@ -189,12 +242,15 @@ add_targets(struct mda_txn *txn, const char *address, const char *mailbox)
 	case AUTH_PARAMS:
 		free(res);
 		return MDA_BAD_INPUT;
-	default:
+	default: {
+		char to[MDA_LOG_ESC_MAX];
+
 		log_error("session=%s to=<%s> user lookup failed: %s",
-			  txn->session_id, address,
+			  txn->session_id, log_esc(address, to, sizeof(to)),
 			  auth_db_error(txn->mda->db));
 		free(res);
 		return MDA_TEMP;
+	}
 	}
 	for (size_t i = 0; i < res->count && status == MDA_OK; i++) {
 		struct mda_target *t;
@@ -258,29 +314,83 @@ add_targets(struct mda_txn *txn, const char *address, const char *mailbox)
 	return status;
 }
 
-enum mda_status
-mda_txn_add_rcpt(struct mda_txn *txn, const char *address,
-		 const char *mailbox)
+/*
+ * RFC 5321 §4.5.1: a bare "Postmaster" (no domain, any case) MUST be
+ * accepted; it is the postmaster of this host.  We take the first of
+ * postmaster@<[general] hostname> and then postmaster@<domain> for each
+ * local domain in name order that is a user or an alias, so one alias
+ * (`roostctl alias add postmaster@example.com admin@example.com`) is
+ * enough.  When none exists the answer is the usual 550 5.1.1: a missing
+ * postmaster is a configuration problem, not a syntax error.
+ */
+static enum mda_status
+postmaster_resolve(struct mda_txn *txn, char *out, size_t size)
 {
+	struct auth_db *db = txn->mda->db;
+	struct auth_resolved *res = rb_calloc(1, sizeof(*res));
+	struct auth_domain *domains = NULL;
+	enum auth_status as = AUTH_NOTFOUND;
+	enum mda_status status;
+	size_t count = 0;
+
+	/* i == 0: the host name, then domains[i - 1] */
+	for (size_t i = 0;; i++) {
+		const char *domain = txn->mda->cfg->general.hostname;
+
+		if (i == 1 && (as = auth_domain_list(db, &domains, &count)) !=
+			      AUTH_OK)
+			break;
+		if (i > count) {
+			as = AUTH_NOTFOUND;
+			break;
+		}
+		if (i > 0)
+			domain = domains[i - 1].name;
+		if (rb_snprintf(out, size, "postmaster@%s", domain) < 0 ||
+		    !auth_address_valid(out))
+			continue;
+		as = auth_resolve(db, out, NULL, res);
+		if (as != AUTH_NOTFOUND && as != AUTH_PARAMS)
+			break;
+	}
+	if (as == AUTH_OK) {
+		status = MDA_OK;
+	} else if (as == AUTH_NOTFOUND) {
+		status = MDA_NO_USER;
+	} else {
+		log_error("session=%s to=<Postmaster> lookup failed: %s",
+			  txn->session_id, auth_db_error(db));
+		status = MDA_TEMP;
+	}
+	free(domains);
+	free(res);
+	return status;
+}
+
+static enum mda_status
+add_rcpt(struct mda_txn *txn, const char *address, const char *mailbox)
+{
+	char postmaster[RB_ADDR_MAX + 1];
 	struct mda_rcpt *r;
 	size_t first = txn->target_count;
 	enum mda_status status;
 
-	if (txn->spool != NULL)
-		return MDA_BAD_INPUT;
 	if (txn->rcpt_count >= RB_LMTP_RCPT_MAX)
 		return MDA_TOO_MANY;
+	if (rb_strcasecmp(address, "postmaster") == 0) {
+		status = postmaster_resolve(txn, postmaster,
+					    sizeof(postmaster));
+		if (status != MDA_OK)
+			return status;
+		address = postmaster;
+	}
 	if (strlen(address) > RB_ADDR_MAX || !auth_address_valid(address))
 		return MDA_BAD_INPUT;
 	if (mailbox != NULL && !storage_mailbox_name_valid(mailbox))
 		return MDA_BAD_INPUT;
 	status = add_targets(txn, address, mailbox);
-	if (status != MDA_OK) {
-		log_info("session=%s from=<%s> to=<%s> status=%s",
-			 txn->session_id, txn->sender, address,
-			 status_name(status));
+	if (status != MDA_OK)
 		return status;
-	}
 	if (txn->rcpt_count == txn->rcpt_cap) {
 		txn->rcpt_cap = txn->rcpt_cap == 0 ? 4 : txn->rcpt_cap * 2;
 		txn->rcpts = rb_realloc(txn->rcpts,
@@ -291,6 +401,20 @@ mda_txn_add_rcpt(struct mda_txn *txn, const char *address,
 	r->first = first;
 	r->count = txn->target_count - first;
 	return MDA_OK;
+}
+
+enum mda_status
+mda_txn_add_rcpt(struct mda_txn *txn, const char *address,
+		 const char *mailbox)
+{
+	enum mda_status status;
+
+	if (txn->spool != NULL)
+		return MDA_BAD_INPUT;	/* caller bug: after data_begin */
+	status = add_rcpt(txn, address, mailbox);
+	if (status != MDA_OK)
+		log_outcome(txn, address, NULL, status, true);
+	return status;
 }
 
 void
@@ -528,20 +652,10 @@ mda_txn_data_end(struct mda_txn *txn, enum mda_status *results)
 
 			if (severity(t->status) > severity(st))
 				st = t->status;
-			log_info("session=%s from=<%s> to=<%s> user=%s "
-				 "mailbox=%s uid=%u size=%llu status=%s",
-				 txn->session_id, txn->sender, r->address,
-				 t->user, t->mailbox[0] != '\0' ? t->mailbox
-								: "INBOX",
-				 t->uid,
-				 (unsigned long long)storage_spool_size(
-					 txn->spool),
-				 status_name(t->status));
+			log_outcome(txn, r->address, t, t->status, false);
 		}
 		if (common != MDA_OK)
-			log_info("session=%s from=<%s> to=<%s> status=%s",
-				 txn->session_id, txn->sender, r->address,
-				 status_name(common));
+			log_outcome(txn, r->address, NULL, common, false);
 		results[i] = st;
 	}
 	storage_spool_free(&txn->spool);
@@ -566,6 +680,7 @@ mda_txn_free(struct mda_txn **txnp)
 	free(txn->addr);
 	free(txn->protocol);
 	free(txn->session_id);
+	free(txn->remote);
 	free(txn);
 	*txnp = NULL;
 }

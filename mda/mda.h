@@ -54,6 +54,8 @@ struct mda_txn_params {
 	const char *client_addr; /* "127.0.0.1", NULL for unix/pipe */
 	const char *protocol;	 /* "LMTP" or "local" */
 	const char *session_id;	 /* for logs and the Received id */
+	const char *remote;	 /* for logs: "ip:port" or "unix"; NULL for
+				    the pipe */
 };
 
 struct mda_txn;
@@ -63,7 +65,9 @@ struct mda_txn *mda_txn_new(struct mda *mda,
 /* Checks and adds a recipient.  mailbox: deliver into this folder (it must
  * exist, else INBOX) or NULL for the +detail folder when it exists, else
  * INBOX.  Only MDA_OK adds the recipient; the index of an added recipient
- * is the count before the call. */
+ * is the count before the call.  The bare "Postmaster" (any case, RFC 5321
+ * §4.5.1) is accepted: see postmaster_resolve() in mda.c.  A refused
+ * recipient is logged here (one line), an accepted one at data_end. */
 enum mda_status mda_txn_add_rcpt(struct mda_txn *txn, const char *address,
 				 const char *mailbox);
 size_t mda_txn_rcpt_count(const struct mda_txn *txn);
@@ -82,7 +86,9 @@ enum mda_status mda_txn_data_line(struct mda_txn *txn, const char *line,
 				  size_t len, bool more);
 /* Finishes: flushes the spool once, links it into every recipient, then
  * commits each.  results[i] receives the status of recipient i (the array
- * holds mda_txn_rcpt_count() entries). */
+ * holds mda_txn_rcpt_count() entries).  Logs one line per delivery (per
+ * user an alias reached), with user, mailbox, uid and the reply: callers
+ * do not log recipients again. */
 void mda_txn_data_end(struct mda_txn *txn, enum mda_status *results);
 void mda_txn_free(struct mda_txn **txn);
 

@@ -1,10 +1,12 @@
 /* The spool: one message written once into data_dir/tmp/ and fsynced once,
  * then hard-linked into every recipient's Maildir (deliver.c). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "storage/storage_int.h"
@@ -182,4 +184,57 @@ storage_spool_free(struct storage_spool **spp)
 	rb_free(&sp->path);
 	rb_free(&sp->buf);
 	rb_free(spp);
+}
+
+enum storage_err
+storage_spool_cleanup(const char *data_dir, time_t max_age,
+		      unsigned *removed_r, const char **error_r)
+{
+	static char errbuf[256];
+	char dir[RB_PATH_MAX], path[RB_PATH_MAX];
+	time_t cutoff = time(NULL) - max_age;
+	struct dirent *de;
+	DIR *d;
+
+	*removed_r = 0;
+	if (rb_snprintf(dir, sizeof(dir), "%s/tmp", data_dir) < 0) {
+		*error_r = "spool path too long";
+		return STORAGE_ERR_PARAMS;
+	}
+	if ((d = opendir(dir)) == NULL) {
+		if (errno == ENOENT)
+			return STORAGE_OK;
+		goto fail;
+	}
+	errno = 0;
+	while ((de = readdir(d)) != NULL) {
+		struct stat sb;
+
+		/* Spool names never start with '.' (maildir_unique_base). */
+		if (de->d_name[0] == '.' ||
+		    rb_snprintf(path, sizeof(path), "%s/%s", dir,
+				de->d_name) < 0 ||
+		    lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+		    sb.st_mtime > cutoff) {
+			errno = 0;
+			continue;
+		}
+		if (unlink(path) == 0)
+			(*removed_r)++;
+		errno = 0;
+	}
+	if (errno != 0) {
+		int saved = errno;
+
+		closedir(d);
+		errno = saved;
+		goto fail;
+	}
+	closedir(d);
+	return STORAGE_OK;
+fail:
+	(void)rb_snprintf(errbuf, sizeof(errbuf), "spool cleanup in %s: %s",
+			  dir, strerror(errno));
+	*error_r = errbuf;
+	return STORAGE_ERR_TEMP;
 }

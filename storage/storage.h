@@ -181,6 +181,13 @@ const char *storage_spool_error(const struct storage_spool *sp);
  * sets *sp to NULL. */
 void storage_spool_free(struct storage_spool **sp);
 
+/* Removes spool files older than max_age seconds (by mtime) from
+ * data_dir/tmp: those a process killed mid-transaction left behind.  A
+ * missing directory is fine.  *removed_r counts the files removed. */
+enum storage_err storage_spool_cleanup(const char *data_dir, time_t max_age,
+				       unsigned *removed_r,
+				       const char **error_r);
+
 /*
  * Delivering one spool to one mailbox is two steps so that a transaction
  * with R recipients can do all the links first and all the flushes after,

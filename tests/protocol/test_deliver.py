@@ -90,15 +90,16 @@ def test_detail_and_alias(roost):
 
 
 def test_quota_tempfail_and_reject(roost):
-    roost.add_user("q@example.test", quota=1000)
+    roost.add_user("q@example.test", quota=2000)
     big = MSG + b"x" * 1200 + b"\n"
     assert roost.deliver("q@example.test", big).returncode == 0
-    # Now over quota: temporary by default, so the MTA retries.
-    r = roost.deliver("q@example.test", MSG)
+    # A message that would pass the quota is refused; temporarily by
+    # default, so the MTA retries.
+    r = roost.deliver("q@example.test", big)
     assert r.returncode == 75, r.stderr
     assert b"4.2.2" in r.stderr
     roost.write_config({"delivery": {"quota_full": "reject"}})
-    r = roost.deliver("q@example.test", MSG)
+    r = roost.deliver("q@example.test", big)
     assert r.returncode == 73, r.stderr
     assert b"5.2.2" in r.stderr
     assert len(roost.messages("q@example.test")) == 1
