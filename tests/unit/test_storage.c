@@ -397,6 +397,51 @@ test_address_valid(void **state)
 
 /* ---- delivery and UIDs ---- */
 
+/* Spools a killed process left in data_dir/tmp go; a live one and files
+ * that are not spools stay. */
+static void
+test_spool_cleanup(void **state)
+{
+	struct fx *fx = *state;
+	struct storage_spool *sp = NULL;
+	const char *error = NULL;
+	char stale[256], dot[256], missing[256];
+	struct timespec old[2];
+	unsigned removed = 99;
+	int fd;
+
+	assert_int_equal(storage_spool_new(fx->dir, &sp, &error), STORAGE_OK);
+	assert_int_equal(storage_spool_write(sp, "live\n", 5), STORAGE_OK);
+	snprintf(stale, sizeof(stale), "%s/tmp/1700000000.M1P1Q1.host",
+		 fx->dir);
+	snprintf(dot, sizeof(dot), "%s/tmp/.keep", fx->dir);
+	old[0].tv_sec = old[1].tv_sec = time(NULL) - RB_SPOOL_STALE_SECONDS -
+					60;
+	old[0].tv_nsec = old[1].tv_nsec = 0;
+	for (int i = 0; i < 2; i++) {
+		const char *path = i == 0 ? stale : dot;
+
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+		assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+	}
+	assert_int_equal(storage_spool_cleanup(fx->dir, RB_SPOOL_STALE_SECONDS,
+					       &removed, &error), STORAGE_OK);
+	assert_int_equal(removed, 1);
+	assert_int_equal(access(stale, F_OK), -1);
+	assert_int_equal(access(dot, F_OK), 0);
+	/* the live spool is untouched and still finishes */
+	assert_int_equal(storage_spool_finish(sp), STORAGE_OK);
+	storage_spool_free(&sp);
+	unlink(dot);
+	/* no tmp/ yet (a fresh data_dir) is not an error */
+	snprintf(missing, sizeof(missing), "%s/none", fx->dir);
+	assert_int_equal(storage_spool_cleanup(missing, 1, &removed, &error),
+			 STORAGE_OK);
+	assert_int_equal(removed, 0);
+}
+
 static void
 test_spool_sizes(void **state)
 {
@@ -1539,6 +1584,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_filename_parse),
 		cmocka_unit_test(test_mailbox_name_valid),
 		cmocka_unit_test(test_address_valid),
+		cmocka_unit_test_setup_teardown(test_spool_cleanup, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_spool_sizes, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_uid_no_reuse, setup,
