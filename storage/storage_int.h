@@ -40,6 +40,10 @@
 #define STORAGE_INDEX_NAME "roost.db"
 /* How long an index writer waits for another process's transaction. */
 #define STORAGE_BUSY_TIMEOUT_MS 5000
+/* WAL pages between automatic checkpoints (4 KB each), and the WAL size
+ * kept after one (a string: it goes into a PRAGMA). */
+#define STORAGE_WAL_PAGES 64
+#define STORAGE_WAL_KEEP "131072"
 /* One directory entry (Linux NAME_MAX). */
 #define STORAGE_NAME_MAX 255
 /* Host part of our file names, after escaping; longer names are cut so a
