@@ -314,6 +314,7 @@ cmd_mail(struct lmtp_session *s, const struct lmtp_cmd *cmd)
 	}
 	memset(&params, 0, sizeof(params));
 	params.sender = cmd->address;
+	params.size_hint = cmd->has_size ? cmd->size : 0;
 	params.client_helo = s->helo;
 	params.client_addr = s->client_addr[0] != '\0' ? s->client_addr :
 		NULL;

@@ -41,6 +41,7 @@ struct mda_target {
 	char user[RB_ADDR_MAX + 1];
 	char mailbox[RB_MAILBOX_NAME_MAX + 1];	/* "" = INBOX */
 	struct storage *st;
+	bool owns_st;		/* else an earlier target of the same user's */
 	struct storage_quota quota;
 	struct storage_delivery *dlv;
 	enum mda_status status;
@@ -62,6 +63,7 @@ struct mda_txn {
 	size_t target_count, target_cap;
 	struct storage_spool *spool;
 	uint64_t size;		/* what the client sent, CRLF counted */
+	uint64_t size_hint;	/* what it announced (SIZE=), 0 if nothing */
 	enum mda_status data_status;
 };
 
@@ -214,6 +216,7 @@ mda_txn_new(struct mda *mda, const struct mda_txn_params *p)
 	txn->protocol = dup_or_empty(p->protocol);
 	txn->session_id = dup_or_empty(p->session_id);
 	txn->remote = p->remote != NULL ? rb_strdup(p->remote) : NULL;
+	txn->size_hint = p->size_hint;
 	return txn;
 }
 
@@ -221,6 +224,14 @@ static uint64_t
 quota_value(int64_t user_value, uint64_t def)
 {
 	return user_value < 0 ? def : (uint64_t)user_value;
+}
+
+static void
+target_close(struct mda_target *t)
+{
+	if (t->owns_st)
+		storage_close(&t->st);
+	t->st = NULL;
 }
 
 /* Resolves address and checks each target's quota; appends targets. */
@@ -283,12 +294,24 @@ add_targets(struct mda_txn *txn, const char *address, const char *mailbox)
 					     cfg->quota.default_bytes);
 		t->quota.messages = quota_value(user.quota_messages,
 						cfg->quota.default_messages);
-		if (storage_open(cfg->general.data_dir, t->user, true, &t->st,
-				 &err) != STORAGE_OK) {
-			log_error("session=%s user=%s cannot open store: %s",
-				  txn->session_id, t->user, err);
-			status = MDA_TEMP;
-			break;
+		/* One open store per user and transaction, however many
+		 * recipients lead to it. */
+		for (size_t j = 0; j + 1 < txn->target_count; j++) {
+			if (strcmp(txn->targets[j].user, t->user) == 0) {
+				t->st = txn->targets[j].st;
+				break;
+			}
+		}
+		if (t->st == NULL) {
+			if (storage_open(cfg->general.data_dir, t->user, true,
+					 &t->st, &err) != STORAGE_OK) {
+				log_error("session=%s user=%s cannot open "
+					  "store: %s", txn->session_id,
+					  t->user, err);
+				status = MDA_TEMP;
+				break;
+			}
+			t->owns_st = true;
 		}
 		if (t->quota.bytes == 0 && t->quota.messages == 0)
 			continue;
@@ -299,7 +322,11 @@ add_targets(struct mda_txn *txn, const char *address, const char *mailbox)
 			status = MDA_TEMP;
 			break;
 		}
-		if ((t->quota.bytes != 0 && usage.bytes >= t->quota.bytes) ||
+		/* Already full, or too full for the size the client declared
+		 * (SIZE=, RFC 1870): refuse now rather than after DATA. */
+		if ((t->quota.bytes != 0 &&
+		     (usage.bytes >= t->quota.bytes ||
+		      txn->size_hint > t->quota.bytes - usage.bytes)) ||
 		    (t->quota.messages != 0 &&
 		     usage.messages >= t->quota.messages))
 			status = MDA_OVER_QUOTA;
@@ -308,7 +335,7 @@ add_targets(struct mda_txn *txn, const char *address, const char *mailbox)
 	if (status != MDA_OK) {
 		/* Undo this recipient's targets. */
 		for (size_t i = first; i < txn->target_count; i++)
-			storage_close(&txn->targets[i].st);
+			target_close(&txn->targets[i]);
 		txn->target_count = first;
 	}
 	return status;
@@ -668,10 +695,11 @@ mda_txn_free(struct mda_txn **txnp)
 
 	if (txn == NULL)
 		return;
-	for (size_t i = 0; i < txn->target_count; i++) {
+	/* Aborts first: a shared store must outlive every delivery on it. */
+	for (size_t i = 0; i < txn->target_count; i++)
 		storage_deliver_abort(&txn->targets[i].dlv);
-		storage_close(&txn->targets[i].st);
-	}
+	for (size_t i = 0; i < txn->target_count; i++)
+		target_close(&txn->targets[i]);
 	storage_spool_free(&txn->spool);
 	free(txn->targets);
 	free(txn->rcpts);

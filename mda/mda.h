@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/common.h"
 
@@ -56,6 +57,9 @@ struct mda_txn_params {
 	const char *session_id;	 /* for logs and the Received id */
 	const char *remote;	 /* for logs: "ip:port" or "unix"; NULL for
 				    the pipe */
+	uint64_t size_hint;	 /* SIZE= of MAIL FROM (RFC 1870), 0 if none:
+				    a recipient it would put over quota is
+				    refused at RCPT already */
 };
 
 struct mda_txn;
@@ -64,7 +68,8 @@ struct mda_txn *mda_txn_new(struct mda *mda,
 			    const struct mda_txn_params *params);
 /* Checks and adds a recipient.  mailbox: deliver into this folder (it must
  * exist, else INBOX) or NULL for the +detail folder when it exists, else
- * INBOX.  Only MDA_OK adds the recipient; the index of an added recipient
+ * INBOX.  MDA_OVER_QUOTA when the user is full, or when params.size_hint
+ * would not fit.  Only MDA_OK adds the recipient; the index of an added recipient
  * is the count before the call.  The bare "Postmaster" (any case, RFC 5321
  * §4.5.1) is accepted: see postmaster_resolve() in mda.c.  A refused
  * recipient is logged here (one line), an accepted one at data_end. */

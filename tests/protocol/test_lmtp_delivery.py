@@ -388,3 +388,42 @@ def test_storage_failure_is_temporary(roost, monkeypatch, site):
         ]
         assert c.cmd("NOOP")[0] == 250
     assert roost.messages(U) == [] and roost.messages(V) == []
+
+
+def test_declared_size_over_quota_refused_at_rcpt(roost):
+    """RFC 1870 SIZE= lets RCPT refuse a message that cannot fit, instead
+    of taking it in and deferring it after DATA."""
+    roost.add_user(U, quota=5000)
+    roost.add_user(V)
+    d = roost.start_lmtpd()
+    with LmtpClient(port=d.port) as c:
+        c.lhlo()
+        assert c.cmd("MAIL FROM:<a@example.org> SIZE=8000")[0] == 250
+        rep = c.cmd("RCPT TO:<%s>" % U)
+        assert rep[0] == 452 and rep[1].startswith("4.2.2"), rep
+        assert c.cmd("RCPT TO:<%s>" % V)[0] == 250   # no quota: fine
+        c.cmd("RSET")
+        assert c.cmd("MAIL FROM:<a@example.org> SIZE=1000")[0] == 250
+        assert c.cmd("RCPT TO:<%s>" % U)[0] == 250
+        c.cmd("RSET")
+    roost.write_config({"delivery": {"quota_full": "reject"}})
+    d.restart()
+    with LmtpClient(port=d.port) as c:
+        c.lhlo()
+        assert c.cmd("MAIL FROM:<a@example.org> SIZE=8000")[0] == 250
+        assert c.cmd("RCPT TO:<%s>" % U)[0] == 552
+
+
+def test_many_recipients_one_user(roost):
+    """One store per user and transaction: 500 RCPTs naming the same
+    user (and its +details) cost one index connection, not 500."""
+    roost.add_user(U)
+    d = roost.start_lmtpd()
+    rcpts = [U if i % 2 else U.replace("@", "+x%d@" % i) for i in range(500)]
+    with LmtpClient(port=d.port) as c:
+        c.lhlo()
+        res = c.transaction("a@example.org", rcpts, b"Subject: many\r\n\r\nx\r\n")
+        assert [r[0] for r in res["rcpt"]] == [250] * 500
+        assert [r[0] for r in res["data"]] == [250] * 500
+    assert len(roost.messages(U)) == 500
+    assert roost.ctl("index", "check", U).returncode == 0
