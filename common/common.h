@@ -86,6 +86,35 @@ int rb_parse_bool(const char *s, bool *value_r);
 /* ---- time ---- */
 uint64_t rb_now_usec(void);
 
+/* ---- programs and sessions ---- */
+
+/* Prints "<program>: <message>" on stderr and returns code, for main()'s
+ * "return rb_fail(EX_CONFIG, ...)". */
+int rb_fail(int code, const char *fmt, ...) RB_PRINTF(2, 3);
+
+/* Session ids for logs: RB_SESSION_ID_LEN lowercase base32 characters of
+ * random bits (unique, not secret); out holds RB_SESSION_ID_LEN + 1. */
+#define RB_SESSION_ID_LEN 12
+void rb_session_id(char *out);
+
+/* The address part of a remote name as rb_server reports it:
+ * "1.2.3.4:25" -> "1.2.3.4", "[::1]:25" -> "::1", "unix" -> "". */
+void rb_remote_ip(const char *remote, char *out, size_t size);
+
+/* Log lines of a session: any struct with `id` and `remote` strings. */
+#define SLOG_DEBUG(s, fmt, ...) \
+	log_debug("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
+		  ##__VA_ARGS__)
+#define SLOG_INFO(s, fmt, ...) \
+	log_info("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
+		 ##__VA_ARGS__)
+#define SLOG_WARNING(s, fmt, ...) \
+	log_warning("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
+		    ##__VA_ARGS__)
+#define SLOG_ERROR(s, fmt, ...) \
+	log_error("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
+		  ##__VA_ARGS__)
+
 /* ---- logging ---- */
 
 enum rb_log_level { RB_LOG_DEBUG, RB_LOG_INFO, RB_LOG_WARNING, RB_LOG_ERROR };

@@ -36,7 +36,6 @@ enum lmtp_state {
 
 /* base32 of 60 random bits: short enough for every log line, unique
  * enough to grep one session out of a busy day's logs. */
-#define LMTP_SESSION_ID_LEN 12
 
 /* One per worker process: what every session of the worker shares. */
 struct lmtp_worker {
@@ -57,7 +56,7 @@ struct lmtp_session {
 	bool freeing;
 	bool paused;			/* output over RB_OUTPUT_BUFFER_MAX */
 	bool quit_after_txn;		/* SIGTERM arrived mid-message */
-	char id[LMTP_SESSION_ID_LEN + 1];
+	char id[RB_SESSION_ID_LEN + 1];
 	char remote[80];		/* "ip:port" or "unix", for logs */
 	char client_addr[64];		/* "ip" or "" (unix socket) */
 	char helo[RB_HOSTNAME_MAX + 1];	/* LHLO argument, cleaned */
@@ -88,19 +87,6 @@ struct lmtp_session {
 	unsigned delivered;
 };
 
-/* Log with the session's id and remote address in front. */
-#define SLOG_DEBUG(s, fmt, ...) \
-	log_debug("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
-		  ##__VA_ARGS__)
-#define SLOG_INFO(s, fmt, ...) \
-	log_info("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
-		 ##__VA_ARGS__)
-#define SLOG_WARNING(s, fmt, ...) \
-	log_warning("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
-		    ##__VA_ARGS__)
-#define SLOG_ERROR(s, fmt, ...) \
-	log_error("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
-		  ##__VA_ARGS__)
 
 /* ---- lmtp_session.c ---- */
 

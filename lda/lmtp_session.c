@@ -75,48 +75,6 @@ lmtp_reply(struct lmtp_session *s, const char *fmt, ...)
 	(void)evbuffer_add(out, "\r\n", 2);
 }
 
-/* base32 (RFC 4648 alphabet, lowercase) of random bits. */
-static void
-make_session_id(char *out)
-{
-	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-	static uint64_t counter;
-	uint64_t v;
-
-	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
-		/* No entropy yet (early boot): ids need to be unique, not
-		 * secret. */
-		v = rb_now_usec() ^ ((uint64_t)getpid() << 40) ^ ++counter;
-	}
-	for (size_t i = 0; i < LMTP_SESSION_ID_LEN; i++) {
-		out[i] = alphabet[v & 31];
-		v >>= 5;
-	}
-	out[LMTP_SESSION_ID_LEN] = '\0';
-}
-
-/* "1.2.3.4:25" -> "1.2.3.4", "[::1]:25" -> "::1", "unix" -> "". */
-static void
-client_addr_of(const char *remote, char *out, size_t size)
-{
-	const char *colon = strrchr(remote, ':');
-	const char *start = remote;
-	size_t n;
-
-	out[0] = '\0';
-	if (colon == NULL)
-		return;
-	n = (size_t)(colon - remote);
-	if (n >= 2 && remote[0] == '[' && remote[n - 1] == ']') {
-		start++;
-		n -= 2;
-	}
-	if (n >= size)
-		return;
-	memcpy(out, start, n);
-	out[n] = '\0';
-}
-
 static void
 session_free(struct lmtp_session *s)
 {
@@ -413,9 +371,9 @@ lmtp_session_accept(struct lmtp_worker *w, int fd, const char *remote)
 	s->ev_free = event_new(w->base, -1, 0, on_free, s);
 	if (s->ev_free == NULL)
 		log_fatal("event_new failed");
-	make_session_id(s->id);
+	rb_session_id(s->id);
 	(void)rb_strlcpy(s->remote, remote, sizeof(s->remote));
-	client_addr_of(remote, s->client_addr, sizeof(s->client_addr));
+	rb_remote_ip(remote, s->client_addr, sizeof(s->client_addr));
 	lmtp_parser_init(&s->parser, cfg->lmtp.max_line_length);
 	s->data_status = MDA_OK;
 

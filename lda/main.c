@@ -84,21 +84,6 @@ static const char usage_text[] =
 "SEE ALSO\n"
 "    roost-deliver(8), roostctl(8), RFC 2033, RFC 5321\n";
 
-static int fail(int code, const char *fmt, ...) RB_PRINTF(2, 3);
-
-static int
-fail(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("roost-lmtpd: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return code;
-}
-
 static struct lmtp_worker worker;
 
 static int
@@ -195,27 +180,27 @@ main(int argc, char **argv)
 
 	rb_config_defaults(&cfg);
 	if (rb_config_load(config_path, &cfg, &cerror) < 0) {
-		ret = fail(EX_CONFIG, "%s", cerror);
+		ret = rb_fail(EX_CONFIG, "%s", cerror);
 		free(cerror);
 		rb_config_free(&cfg);
 		return ret;
 	}
 	if (cfg.lmtp.listen.count == 0) {
 		rb_config_free(&cfg);
-		return fail(EX_CONFIG, "%s: [lmtp] listen is empty",
+		return rb_fail(EX_CONFIG, "%s: [lmtp] listen is empty",
 			    config_path);
 	}
 	if (geteuid() == 0 && cfg.general.mail_user != NULL &&
 	    rb_user_ids(cfg.general.mail_user, &owner_uid, &owner_gid,
 			&error) < 0) {
-		ret = fail(EX_CONFIG, "%s: mail_user %s: %s", config_path,
+		ret = rb_fail(EX_CONFIG, "%s: mail_user %s: %s", config_path,
 			   cfg.general.mail_user, error);
 		rb_config_free(&cfg);
 		return ret;
 	}
 	if (geteuid() == 0 && cfg.general.mail_user == NULL) {
 		rb_config_free(&cfg);
-		return fail(EX_CONFIG, "%s: running as root needs [general] "
+		return rb_fail(EX_CONFIG, "%s: running as root needs [general] "
 			    "mail_user: the user that owns the mail files "
 			    "(e.g. mail_user = roost)", config_path);
 	}
@@ -232,7 +217,7 @@ main(int argc, char **argv)
 
 		if (rb_listen_open(a, owner_uid, owner_gid, &listeners[n].fd,
 				   &error) < 0) {
-			ret = fail(EX_OSERR, "cannot listen on %s: %s",
+			ret = rb_fail(EX_OSERR, "cannot listen on %s: %s",
 				   rb_listen_name(a, name, sizeof(name)),
 				   error);
 			close_listeners(listeners, n);
@@ -247,7 +232,7 @@ main(int argc, char **argv)
 	if (rb_privdrop(cfg.general.mail_user, &error) < 0) {
 		close_listeners(listeners, n);
 		rb_config_free(&cfg);
-		return fail(EX_CONFIG, "%s", error);
+		return rb_fail(EX_CONFIG, "%s", error);
 	}
 
 	/* Spools of transactions a crash (or kill -9) cut off are never

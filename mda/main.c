@@ -62,21 +62,6 @@ static const char usage_text[] =
 "SEE ALSO\n"
 "    roost-lmtpd(8), roostctl(8)\n";
 
-static int fail(int code, const char *fmt, ...) RB_PRINTF(2, 3);
-
-static int
-fail(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("roost-deliver: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return code;
-}
-
 struct feed {
 	struct mda_txn *txn;
 	char *from_sender;
@@ -219,26 +204,26 @@ main(int argc, char **argv)
 		case 'v': verbose = true; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default:
-			return fail(EX_USAGE, "usage: roost-deliver [-c FILE] "
+			return rb_fail(EX_USAGE, "usage: roost-deliver [-c FILE] "
 				    "-d ADDRESS [-f SENDER] [-m MAILBOX]");
 		}
 	}
 	if (rcpt == NULL || optind != argc)
-		return fail(EX_USAGE, "usage: roost-deliver [-c FILE] "
+		return rb_fail(EX_USAGE, "usage: roost-deliver [-c FILE] "
 			    "-d ADDRESS [-f SENDER] [-m MAILBOX]");
 
 	rb_config_defaults(&cfg);
 	if (rb_config_load(conf, &cfg, &cerr) < 0) {
-		int ret = fail(EX_CONFIG, "%s", cerr);
+		int ret = rb_fail(EX_CONFIG, "%s", cerr);
 		free(cerr);
 		return ret;
 	}
 	rb_log_init("roost-deliver", verbose ? RB_LOG_STDERR : RB_LOG_SYSLOG,
 		    cfg.general.log_level);
 	if (rb_privdrop(cfg.general.mail_user, &err) < 0)
-		return fail(EX_CONFIG, "%s", err);
+		return rb_fail(EX_CONFIG, "%s", err);
 	if (mda_open(&cfg, &mda, &err) < 0)
-		return fail(EX_TEMPFAIL, "cannot open the user database: %s",
+		return rb_fail(EX_TEMPFAIL, "cannot open the user database: %s",
 			    err);
 
 	(void)rb_snprintf(session, sizeof(session), "d%llx",
@@ -276,7 +261,7 @@ main(int argc, char **argv)
 	if (feed_stdin(&f) < 0) {
 		mda_txn_free(&txn);
 		mda_close(&mda);
-		return fail(EX_DATAERR, "cannot read the message from "
+		return rb_fail(EX_DATAERR, "cannot read the message from "
 			    "standard input");
 	}
 	if (!f.begun)	/* empty input: an empty message */

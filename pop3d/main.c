@@ -99,21 +99,6 @@ static const char usage_text[] =
 static const char usage_short[] =
 	"usage: roost-pop3d [-c FILE] [-f] [-t] [--help]\n";
 
-static int fail(int code, const char *fmt, ...) RB_PRINTF(2, 3);
-
-static int
-fail(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("roost-pop3d: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return code;
-}
-
 static struct pop3_worker worker;
 
 static int
@@ -181,7 +166,7 @@ open_listeners(const struct rb_listen_list *list, bool tls,
 
 		if (rb_listen_open(a, (uid_t)-1, (gid_t)-1, &l[*n].fd,
 				   &error) < 0) {
-			(void)fail(EX_OSERR, "cannot listen on %s: %s",
+			(void)rb_fail(EX_OSERR, "cannot listen on %s: %s",
 				   rb_listen_name(a, name, sizeof(name)),
 				   error);
 			return -1;
@@ -241,26 +226,26 @@ main(int argc, char **argv)
 
 	rb_config_defaults(&cfg);
 	if (rb_config_load(config_path, &cfg, &cerror) < 0) {
-		ret = fail(EX_CONFIG, "%s", cerror);
+		ret = rb_fail(EX_CONFIG, "%s", cerror);
 		free(cerror);
 		rb_config_free(&cfg);
 		return ret;
 	}
 	ret = EX_CONFIG;
 	if (cfg.pop3.listen.count + cfg.pop3.listen_tls.count == 0) {
-		(void)fail(EX_CONFIG, "%s: [pop3] listen and listen_tls are "
+		(void)rb_fail(EX_CONFIG, "%s: [pop3] listen and listen_tls are "
 			   "both empty", config_path);
 		goto out;
 	}
 	if (geteuid() == 0 && cfg.general.mail_user == NULL) {
-		(void)fail(EX_CONFIG, "%s: running as root needs [general] "
+		(void)rb_fail(EX_CONFIG, "%s: running as root needs [general] "
 			   "mail_user: the user that owns the mail files "
 			   "(e.g. mail_user = roost)", config_path);
 		goto out;
 	}
 	if (geteuid() == 0 &&
 	    rb_user_ids(cfg.general.mail_user, &uid, &gid, &error) < 0) {
-		(void)fail(EX_CONFIG, "%s: mail_user %s: %s", config_path,
+		(void)rb_fail(EX_CONFIG, "%s: mail_user %s: %s", config_path,
 			   cfg.general.mail_user, error);
 		goto out;
 	}
@@ -268,16 +253,16 @@ main(int argc, char **argv)
 	 * [tls], implicit-TLS ports are an error and STLS is not offered. */
 	if (cfg.tls.cert != NULL || cfg.tls.key != NULL) {
 		if (rb_tls_ctx_new(&cfg, &tls_ctx, &error) < 0) {
-			(void)fail(EX_CONFIG, "%s: %s", config_path, error);
+			(void)rb_fail(EX_CONFIG, "%s: %s", config_path, error);
 			goto out;
 		}
 	} else if (cfg.pop3.listen_tls.count > 0) {
-		(void)fail(EX_CONFIG, "%s: [pop3] listen_tls needs [tls] cert "
+		(void)rb_fail(EX_CONFIG, "%s: [pop3] listen_tls needs [tls] cert "
 			   "and key", config_path);
 		goto out;
 	}
 	if (auth_sasl_global_init(&error) < 0) {
-		(void)fail(EX_CONFIG, "cannot initialize Cyrus SASL: %s",
+		(void)rb_fail(EX_CONFIG, "cannot initialize Cyrus SASL: %s",
 			   error);
 		goto out;
 	}
@@ -295,7 +280,7 @@ main(int argc, char **argv)
 	}
 	/* DESIGN.md: drop root before reading any byte from the network */
 	if (rb_privdrop(cfg.general.mail_user, &error) < 0) {
-		(void)fail(EX_CONFIG, "%s", error);
+		(void)rb_fail(EX_CONFIG, "%s", error);
 		goto out_listeners;
 	}
 

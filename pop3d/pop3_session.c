@@ -111,47 +111,6 @@ pop3_plaintext_ok(const struct pop3_session *s)
 	}
 }
 
-/* base32 (RFC 4648 alphabet, lowercase) of random bits. */
-static void
-make_session_id(char *out)
-{
-	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-	static uint64_t counter;
-	uint64_t v;
-
-	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
-		/* ids need to be unique, not secret */
-		v = rb_now_usec() ^ ((uint64_t)getpid() << 40) ^ ++counter;
-	}
-	for (size_t i = 0; i < POP3_SESSION_ID_LEN; i++) {
-		out[i] = alphabet[v & 31];
-		v >>= 5;
-	}
-	out[POP3_SESSION_ID_LEN] = '\0';
-}
-
-/* "1.2.3.4:110" -> "1.2.3.4", "[::1]:110" -> "::1", "unix" -> "". */
-static void
-client_addr_of(const char *remote, char *out, size_t size)
-{
-	const char *colon = strrchr(remote, ':');
-	const char *start = remote;
-	size_t n;
-
-	out[0] = '\0';
-	if (colon == NULL)
-		return;
-	n = (size_t)(colon - remote);
-	if (n >= 2 && remote[0] == '[' && remote[n - 1] == ']') {
-		start++;
-		n -= 2;
-	}
-	if (n >= size)
-		return;
-	memcpy(out, start, n);
-	out[n] = '\0';
-}
-
 static struct bufferevent *
 lower_bev(struct pop3_session *s)
 {
@@ -536,7 +495,7 @@ pop3_session_accept(struct pop3_worker *w, int fd, bool tls,
 	char addr[64];
 	int one = 1;
 
-	client_addr_of(remote, addr, sizeof(addr));
+	rb_remote_ip(remote, addr, sizeof(addr));
 	if (rb_server_shutting_down()) {
 		refuse(fd, remote, "-ERR [SYS/TEMP] Server shutting down");
 		return;
@@ -585,7 +544,7 @@ pop3_session_accept(struct pop3_worker *w, int fd, bool tls,
 	s->ev_delay = evtimer_new(w->base, on_delay, s);
 	if (s->ev_free == NULL || s->ev_delay == NULL)
 		log_fatal("event_new failed");
-	make_session_id(s->id);
+	rb_session_id(s->id);
 	(void)rb_strlcpy(s->remote, remote, sizeof(s->remote));
 	(void)rb_strlcpy(s->client_addr, addr, sizeof(s->client_addr));
 	pop3_parser_init(&s->parser);

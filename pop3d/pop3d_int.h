@@ -34,7 +34,6 @@ enum pop3_state {
 #define POP3_STATE_BIT(st) (1u << (st))
 
 
-#define POP3_SESSION_ID_LEN 12
 
 /* One per worker process: what every session of the worker shares. */
 struct pop3_worker {
@@ -87,7 +86,7 @@ struct pop3_session {
 	bool delaying;			/* ev_delay pending: input waits */
 	bool starttls_pending;		/* STLS answered: switch after it */
 	bool quit_after_command;	/* SIGTERM while busy */
-	char id[POP3_SESSION_ID_LEN + 1];
+	char id[RB_SESSION_ID_LEN + 1];
 	char remote[80];		/* "ip:port" or "unix", for logs */
 	char client_addr[64];		/* "ip" or "" (unix socket) */
 	unsigned bad_commands;
@@ -120,19 +119,6 @@ struct pop3_session {
 	unsigned expunged;
 };
 
-/* Log with the session's id and remote address in front. */
-#define SLOG_DEBUG(s, fmt, ...) \
-	log_debug("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
-		  ##__VA_ARGS__)
-#define SLOG_INFO(s, fmt, ...) \
-	log_info("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
-		 ##__VA_ARGS__)
-#define SLOG_WARNING(s, fmt, ...) \
-	log_warning("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
-		    ##__VA_ARGS__)
-#define SLOG_ERROR(s, fmt, ...) \
-	log_error("session=%s remote=%s " fmt, (s)->id, (s)->remote, \
-		  ##__VA_ARGS__)
 
 /* ---- pop3_session.c ---- */
 
