@@ -98,8 +98,11 @@ storage_spool_write(struct storage_spool *sp, const void *data, size_t len)
 			       "spool write after finish");
 		return STORAGE_ERR_PARAMS;
 	}
+	/* W= counts what a CRLF reader adds: one CR per LF not already
+	 * preceded by CR, the same rule as pop3d's output and
+	 * maildir_file_vsize() for other tools' files. */
 	for (size_t i = 0; i < len; i++)
-		lfs += p[i] == '\n';
+		lfs += p[i] == '\n' && (i > 0 ? p[i - 1] : sp->last) != '\r';
 	/* Counted before writing so the sizes never disagree with what is
 	 * on disk; a u64 cannot realistically overflow but we check. */
 	if (sp->size + len < sp->size || sp->vsize + len + lfs < sp->vsize) {
@@ -123,6 +126,8 @@ storage_spool_write(struct storage_spool *sp, const void *data, size_t len)
 	}
 	sp->size += len;
 	sp->vsize += len + lfs;
+	if (len > 0)
+		sp->last = p[len - 1];
 	return STORAGE_OK;
 }
 

@@ -163,7 +163,8 @@ enum storage_err storage_usage(struct storage *st, struct storage_usage *u_r);
  * with EXDEV).  The file is fsynced once at storage_spool_finish().
  *
  * Writes are raw message bytes with LF line endings (callers convert CRLF
- * to LF); the spool counts size and CRLF size (size + number of LFs).
+ * to LF); the spool counts size and CRLF size (size + number of LFs not
+ * preceded by CR: a stored CR LF already is a CRLF line end).
  */
 struct storage_spool;
 

@@ -97,6 +97,7 @@ struct storage_spool {
 	int fd;			/* -1 once finished */
 	uint64_t size;
 	uint64_t vsize;
+	unsigned char last;	/* last byte written, for CR LF across writes */
 	unsigned char *buf;
 	size_t buf_len;
 	bool finished;		/* fsynced, ready to link */

@@ -221,3 +221,27 @@ def test_quit_finishes_during_shutdown(pop3):
     assert r.line() == "+OK Bye"
     assert pop3.daemon.stop() == 0
     assert len(pop3.stored()) == 1
+
+
+def test_size_of_line_ending_in_lone_cr(roost):
+    """A line whose last character is a lone CR is stored as CR LF; the
+    size LIST gives must still be exactly what RETR sends."""
+    import poplib
+    from conftest import IS_ROOT  # noqa: F401
+    roost.write_config({"auth": {"allow_plaintext": "loopback"},
+                        "pop3": {"listen_tls": ""}})
+    roost.add_user("cr@example.test")
+    msg = b"Subject: cr\n\nline one\r\r\nline two\n"
+    assert roost.deliver("cr@example.test", msg).returncode == 0
+    d = roost.start_pop3d()
+    p = poplib.POP3("127.0.0.1", d.port, timeout=30)
+    try:
+        p.user("cr@example.test")
+        p.pass_("pw")
+        listed = int(p.list(1).split()[2])
+        resp, lines, octets = p.retr(1)
+        sent = sum(len(x) + 2 for x in lines)
+        assert listed == sent
+        roost.ctl("index", "check", "cr@example.test")
+    finally:
+        p.quit()
