@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
@@ -178,6 +179,35 @@ precreate(const char *path)
 	}
 	close(dfd);	/* releases the lock */
 	return ret;
+}
+
+/*
+ * Deliveries open the index, write a few pages and close it.  Without a
+ * checkpoint at close (see idx_open) the WAL survives, but once the last
+ * handle closes SQLite also forgets how much of it was already copied
+ * back, so the WAL would never start over: it would grow by every
+ * delivery and every open would re-read all of it.  So a handle that
+ * closes while the WAL is large truncates it -- without waiting: if a
+ * reader (a POP3 session) holds it, a later close will do it.
+ */
+void
+idx_close(sqlite3 *db, const char *user_dir)
+{
+	char wal[RB_PATH_MAX];
+	struct stat stbuf;
+
+	if (db == NULL)
+		return;
+	if (rb_snprintf(wal, sizeof(wal), "%s/" STORAGE_INDEX_NAME "-wal",
+			user_dir) == 0 &&
+	    stat(wal, &stbuf) == 0 &&
+	    stbuf.st_size > STORAGE_WAL_TRUNCATE_AT) {
+		sqlite3_busy_timeout(db, 0);
+		(void)sqlite3_wal_checkpoint_v2(db, NULL,
+						SQLITE_CHECKPOINT_TRUNCATE, NULL,
+						NULL);
+	}
+	sqlite3_close(db);
 }
 
 int

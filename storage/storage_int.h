@@ -44,6 +44,9 @@
  * kept after one (a string: it goes into a PRAGMA). */
 #define STORAGE_WAL_PAGES 64
 #define STORAGE_WAL_KEEP "131072"
+/* A WAL larger than this is truncated when a handle closes (if nobody is
+ * using the index at that moment): about a dozen deliveries. */
+#define STORAGE_WAL_TRUNCATE_AT (256 * 1024)
 /* One directory entry (Linux NAME_MAX). */
 #define STORAGE_NAME_MAX 255
 /* Host part of our file names, after escaping; longer names are cut so a
@@ -180,6 +183,9 @@ int maildir_rmtree(const char *path);
 
 /* Opens (creating when asked) the index file with our pragmas and schema;
  * used by storage_open and the rebuild. */
+/* Closes an index opened by idx_open (user_dir: where roost.db is); see
+ * index.c for why it may checkpoint first. */
+void idx_close(sqlite3 *db, const char *user_dir);
 int idx_open(const char *path, bool create, sqlite3 **db_r,
 	     const char **error_r);
 int idx_schema_create(sqlite3 *db);

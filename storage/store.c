@@ -263,7 +263,7 @@ storage_close(struct storage **stp)
 		return;
 	idx_rollback(st);
 	idx_stmts_free(st);
-	sqlite3_close(st->db);
+	idx_close(st->db, st->path);
 	rb_free(&st->data_dir);
 	rb_free(&st->address);
 	rb_free(&st->path);
