@@ -80,6 +80,9 @@
 /* Longest delay imposed on one failed-login answer. */
 #define RB_AUTH_THROTTLE_DELAY_MAX_MS 15000u
 
+/* Open user stores an LMTP worker keeps between deliveries (LRU). */
+#define RB_MDA_STORES 32
+
 /* Password bytes we accept for hashing/verification. */
 #define RB_PASSWORD_MAX 1024
 /* A stored password hash string. */

@@ -32,16 +32,26 @@
 /* An address or folder name with every octet escaped by rb_log_escape. */
 #define MDA_LOG_ESC_MAX (RB_ADDR_MAX * 4 + 8)
 
+/* An open store kept between transactions: opening a SQLite index and
+ * preparing its statements costs more than the delivery itself. */
+struct mda_store {
+	char user[RB_ADDR_MAX + 1];	/* "" = free slot */
+	struct storage *st;
+	unsigned refs;			/* targets using it now */
+	uint64_t used;			/* LRU clock */
+};
+
 struct mda {
 	const struct rb_config *cfg;
 	struct auth_db *db;
+	struct mda_store stores[RB_MDA_STORES];
+	uint64_t clock;
 };
 
 struct mda_target {
 	char user[RB_ADDR_MAX + 1];
 	char mailbox[RB_MAILBOX_NAME_MAX + 1];	/* "" = INBOX */
-	struct storage *st;
-	bool owns_st;		/* else an earlier target of the same user's */
+	struct storage *st;	/* from mda_store_get() */
 	struct storage_quota quota;
 	struct storage_delivery *dlv;
 	enum mda_status status;
@@ -96,6 +106,8 @@ mda_close(struct mda **mdap)
 
 	if (mda == NULL)
 		return;
+	for (size_t i = 0; i < RB_N_ELEMENTS(mda->stores); i++)
+		storage_close(&mda->stores[i].st);
 	auth_db_close(&mda->db);
 	free(mda);
 	*mdap = NULL;
@@ -226,12 +238,71 @@ quota_value(int64_t user_value, uint64_t def)
 	return user_value < 0 ? def : (uint64_t)user_value;
 }
 
-static void
-target_close(struct mda_target *t)
+/*
+ * The user's open store: from the cache when it is there and still the
+ * store on disk (storage_stale), else opened into the least recently used
+ * free slot.  Several targets (recipients, concurrent sessions of this
+ * worker) may share one handle: each storage call is a whole transaction,
+ * so they never interleave inside SQLite.  If every slot is in use the
+ * store is opened uncached and closed by mda_store_put().
+ */
+static enum storage_err
+mda_store_get(struct mda *mda, const char *user, struct storage **st_r,
+	      const char **error_r)
 {
-	if (t->owns_st)
-		storage_close(&t->st);
-	t->st = NULL;
+	struct mda_store *slot = NULL;
+	enum storage_err err;
+
+	for (size_t i = 0; i < RB_N_ELEMENTS(mda->stores); i++) {
+		struct mda_store *s = &mda->stores[i];
+
+		if (s->st != NULL && strcmp(s->user, user) == 0) {
+			if (s->refs == 0 && storage_stale(s->st)) {
+				storage_close(&s->st);
+				slot = s;
+				break;
+			}
+			s->refs++;
+			s->used = ++mda->clock;
+			*st_r = s->st;
+			return STORAGE_OK;
+		}
+		if (s->refs == 0 && (slot == NULL || s->st == NULL ||
+				     (slot->st != NULL && s->used < slot->used)))
+			slot = s;
+	}
+	err = storage_open(mda->cfg->general.data_dir, user, true, st_r,
+			   error_r);
+	if (err != STORAGE_OK || slot == NULL)
+		return err;
+	storage_close(&slot->st);
+	(void)rb_strlcpy(slot->user, user, sizeof(slot->user));
+	slot->st = *st_r;
+	slot->refs = 1;
+	slot->used = ++mda->clock;
+	return STORAGE_OK;
+}
+
+static void
+mda_store_put(struct mda *mda, struct storage **stp)
+{
+	if (*stp == NULL)
+		return;
+	for (size_t i = 0; i < RB_N_ELEMENTS(mda->stores); i++) {
+		if (mda->stores[i].st == *stp) {
+			RB_CHECK(mda->stores[i].refs > 0);
+			mda->stores[i].refs--;
+			*stp = NULL;
+			return;
+		}
+	}
+	storage_close(stp);	/* opened uncached */
+}
+
+static void
+target_close(struct mda_txn *txn, struct mda_target *t)
+{
+	mda_store_put(txn->mda, &t->st);
 }
 
 /* Resolves address and checks each target's quota; appends targets. */
@@ -294,24 +365,14 @@ add_targets(struct mda_txn *txn, const char *address, const char *mailbox)
 					     cfg->quota.default_bytes);
 		t->quota.messages = quota_value(user.quota_messages,
 						cfg->quota.default_messages);
-		/* One open store per user and transaction, however many
-		 * recipients lead to it. */
-		for (size_t j = 0; j + 1 < txn->target_count; j++) {
-			if (strcmp(txn->targets[j].user, t->user) == 0) {
-				t->st = txn->targets[j].st;
-				break;
-			}
-		}
-		if (t->st == NULL) {
-			if (storage_open(cfg->general.data_dir, t->user, true,
-					 &t->st, &err) != STORAGE_OK) {
-				log_error("session=%s user=%s cannot open "
-					  "store: %s", txn->session_id,
-					  t->user, err);
-				status = MDA_TEMP;
-				break;
-			}
-			t->owns_st = true;
+		/* One open store per user, however many recipients (and
+		 * sessions of this worker) lead to it. */
+		if (mda_store_get(txn->mda, t->user, &t->st, &err) !=
+		    STORAGE_OK) {
+			log_error("session=%s user=%s cannot open store: %s",
+				  txn->session_id, t->user, err);
+			status = MDA_TEMP;
+			break;
 		}
 		if (t->quota.bytes == 0 && t->quota.messages == 0)
 			continue;
@@ -335,7 +396,7 @@ add_targets(struct mda_txn *txn, const char *address, const char *mailbox)
 	if (status != MDA_OK) {
 		/* Undo this recipient's targets. */
 		for (size_t i = first; i < txn->target_count; i++)
-			target_close(&txn->targets[i]);
+			target_close(txn, &txn->targets[i]);
 		txn->target_count = first;
 	}
 	return status;
@@ -699,7 +760,7 @@ mda_txn_free(struct mda_txn **txnp)
 	for (size_t i = 0; i < txn->target_count; i++)
 		storage_deliver_abort(&txn->targets[i].dlv);
 	for (size_t i = 0; i < txn->target_count; i++)
-		target_close(&txn->targets[i]);
+		target_close(txn, &txn->targets[i]);
 	storage_spool_free(&txn->spool);
 	free(txn->targets);
 	free(txn->rcpts);

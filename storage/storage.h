@@ -95,6 +95,10 @@ enum storage_err storage_open(const char *data_dir, const char *address,
 			      bool create, struct storage **st_r,
 			      const char **error_r);
 void storage_close(struct storage **st);
+/* True when the store was removed or its index replaced (a rebuild that
+ * moved a corrupt one aside) since st was opened: a handle kept open
+ * across deliveries must then be closed and opened again.  One stat(). */
+bool storage_stale(const struct storage *st);
 /* Text of the last error on st. */
 const char *storage_error(const struct storage *st);
 /* The user's directory (data_dir/mail/<domain>/<localpart>). */

@@ -80,6 +80,8 @@ struct storage {
 	char *address;
 	char *path;		/* data_dir/mail/<domain>/<localpart> */
 	sqlite3 *db;
+	dev_t db_dev;		/* roost.db when opened: storage_stale() */
+	ino_t db_ino;
 	struct storage_stmt stmts[STORAGE_STMT_CACHE];
 	size_t stmt_count;
 	char error[512];

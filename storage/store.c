@@ -244,6 +244,10 @@ storage_open(const char *data_dir, const char *address, bool create,
 	st->address = rb_strdup(address);
 	st->path = rb_strdup(path);
 	st->db = db;
+	if (stat(dbpath, &sb) == 0) {
+		st->db_dev = sb.st_dev;
+		st->db_ino = sb.st_ino;
+	}
 	if ((err = store_ensure_inbox(st)) != STORAGE_OK) {
 		(void)rb_strlcpy(errbuf, st->error, sizeof(errbuf));
 		*error_r = errbuf;
@@ -252,6 +256,19 @@ storage_open(const char *data_dir, const char *address, bool create,
 	}
 	*st_r = st;
 	return STORAGE_OK;
+}
+
+bool
+storage_stale(const struct storage *st)
+{
+	char dbpath[RB_PATH_MAX];
+	struct stat sb;
+
+	if (rb_snprintf(dbpath, sizeof(dbpath), "%s/%s", st->path,
+			STORAGE_INDEX_NAME) < 0 ||
+	    stat(dbpath, &sb) < 0)
+		return true;
+	return sb.st_dev != st->db_dev || sb.st_ino != st->db_ino;
 }
 
 void

@@ -1,6 +1,7 @@
 """roost-lmtpd: MAIL, RCPT and DATA end to end — per-recipient replies
 (RFC 2033 §4.2), the message as stored, sizes, quota, aliases, +detail —
 with smtplib.LMTP, swaks and a raw client."""
+import json
 import os
 import shutil
 import smtplib
@@ -427,3 +428,47 @@ def test_many_recipients_one_user(roost):
         assert [r[0] for r in res["data"]] == [250] * 500
     assert len(roost.messages(U)) == 500
     assert roost.ctl("index", "check", U).returncode == 0
+
+
+def test_cached_store_follows_user_recreation_and_rebuild(roost):
+    """Workers keep user stores open between deliveries; a store deleted
+    and created again, or an index replaced by a rebuild, must be noticed
+    so that the next message lands in the store on disk, indexed."""
+    roost.write_config({"lmtp": {"workers": "1"}})
+    roost.add_user(U)
+    d = roost.start_lmtpd()
+
+    def send(tag):
+        with LmtpClient(port=d.port) as c:
+            c.lhlo()
+            res = c.transaction("a@example.org", [U],
+                                b"Subject: %s\r\n\r\nbody\r\n" % tag)
+            assert [r[0] for r in res["data"]] == [250], res
+
+    send(b"one")
+    roost.ctl("user", "del", U)
+    roost.add_user(U)
+    send(b"two")
+    msgs = roost.messages(U)
+    assert len(msgs) == 1 and b"Subject: two" in msgs[0]
+    roost.ctl("index", "check", U)
+    st = json.loads(roost.ctl("--json", "mailbox", "status", U, "INBOX").stdout)
+    assert st["messages"] == 1
+
+    # A corrupt index is moved aside by rebuild: a new file, a new inode.
+    db = roost.maildir(U) / "roost.db"
+    for extra in ("-wal", "-shm"):
+        try:
+            os.unlink(str(db) + extra)
+        except FileNotFoundError:
+            pass
+    d.stop()
+    db.write_bytes(b"\xa5" * 8192)
+    roost.ctl("index", "rebuild", U)
+    d.start()
+    send(b"three")
+    roost.ctl("index", "rebuild", U)   # a healthy rebuild, in place
+    send(b"four")
+    roost.ctl("index", "check", U)
+    st = json.loads(roost.ctl("--json", "mailbox", "status", U, "INBOX").stdout)
+    assert st["messages"] == 3
