@@ -10,6 +10,8 @@
  * capped at RB_AUTH_THROTTLE_DELAY_MAX_MS.  The delay is served by the
  * protocol with a timer, never by sleeping.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
 
 #include "auth/auth.h"
@@ -44,13 +46,46 @@ auth_throttle_free(struct auth_throttle **t)
 	rb_free(t);
 }
 
-/* The table key of ip: cut to the slot size (only a caller bug could
- * pass a longer one, and it still groups its own failures). */
+/*
+ * The table key of ip.  One host must not get a fresh budget of guesses
+ * by changing how its address is written, so addresses are canonical:
+ * an IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack
+ * listener reports) counts as the IPv4 address, and IPv6 addresses
+ * count per /64, the smallest prefix a site is given (RFC 6177): a peer
+ * holding a /64 can use 2^64 addresses.  Anything else ("local", a
+ * scoped address) is the string itself, cut to the slot size.
+ */
 static void
 make_key(const char *ip, char *key)
 {
-	size_t n = strnlen(ip, sizeof(((struct throttle_entry *)0)->ip) - 1);
+	const size_t size = sizeof(((struct throttle_entry *)0)->ip);
+	unsigned char a6[16];
+	struct in_addr a4;
+	size_t n;
 
+	if (inet_pton(AF_INET6, ip, a6) == 1) {
+		static const unsigned char mapped[12] = {
+			0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+		if (memcmp(a6, mapped, sizeof(mapped)) == 0) {
+			memcpy(&a4, a6 + 12, 4);
+			if (inet_ntop(AF_INET, &a4, key, (socklen_t)size) !=
+			    NULL)
+				return;
+		} else {
+			char text[INET6_ADDRSTRLEN];
+
+			memset(a6 + 8, 0, 8);
+			if (inet_ntop(AF_INET6, a6, text, sizeof(text)) !=
+			    NULL &&
+			    rb_snprintf(key, size, "%s/64", text) == 0)
+				return;
+		}
+	} else if (inet_pton(AF_INET, ip, &a4) == 1 &&
+		   inet_ntop(AF_INET, &a4, key, (socklen_t)size) != NULL) {
+		return;
+	}
+	n = strnlen(ip, size - 1);
 	memcpy(key, ip, n);
 	key[n] = '\0';
 }

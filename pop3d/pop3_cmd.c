@@ -146,7 +146,7 @@ msg_index(struct pop3_session *s, uint32_t n, size_t *index_r)
 		pop3_reply(s, "-ERR No such message");
 		return false;
 	}
-	if (s->deleted[n - 1]) {
+	if (s->msgs[n - 1].deleted) {
 		pop3_reply(s, "-ERR Message %u already deleted", n);
 		return false;
 	}
@@ -161,7 +161,7 @@ totals(const struct pop3_session *s, size_t *count_r, uint64_t *octets_r)
 	uint64_t octets = 0;
 
 	for (size_t i = 0; i < s->msg_count; i++) {
-		if (s->deleted[i])
+		if (s->msgs[i].deleted)
 			continue;
 		count++;
 		octets += s->msgs[i].vsize;
@@ -211,14 +211,12 @@ cmd_list(struct pop3_session *s, struct pop3_cmd *cmd)
 static void
 cmd_uidl(struct pop3_session *s, struct pop3_cmd *cmd)
 {
-	char uidl[RB_POP3_UIDL_MAX + 1];
 	size_t i;
 
 	if (cmd->argc == 1) {
-		if (msg_index(s, cmd->msg, &i)) {
-			pop3_uidl(&s->msgs[i], uidl);
-			pop3_reply(s, "+OK %u %s", cmd->msg, uidl);
-		}
+		if (msg_index(s, cmd->msg, &i))
+			pop3_reply(s, "+OK %u %s", cmd->msg,
+				   pop3_msg_uidl(s, i));
 		return;
 	}
 	pop3_reply(s, "+OK Unique-ID listing follows");
@@ -229,10 +227,16 @@ static void
 start_message(struct pop3_session *s, size_t i, bool top, uint64_t lines)
 {
 	struct pop3_stream *o = &s->out;
+	struct storage_mailbox *box = pop3_maildrop_box(s);
 	enum storage_err err;
 	int fd;
 
-	err = storage_msg_open(s->box, s->msgs[i].uid, &fd);
+	if (box == NULL) {
+		pop3_reply(s, "-ERR [SYS/TEMP] Cannot read the message, try "
+			   "again later");
+		return;
+	}
+	err = storage_msg_open(box, s->msgs[i].uid, &fd);
 	if (err == STORAGE_ERR_NOTFOUND) {
 		/* removed by another client (IMAP) since our snapshot */
 		pop3_reply(s, "-ERR Message %zu no longer exists", i + 1);
@@ -288,7 +292,7 @@ cmd_dele(struct pop3_session *s, struct pop3_cmd *cmd)
 	/* RFC 1939 §5 DELE: only marked; removed in UPDATE */
 	if (!msg_index(s, cmd->msg, &i))
 		return;
-	s->deleted[i] = 1;
+	s->msgs[i].deleted = true;
 	pop3_reply(s, "+OK Message %u deleted", cmd->msg);
 }
 
@@ -306,7 +310,8 @@ cmd_rset(struct pop3_session *s, struct pop3_cmd *cmd)
 	uint64_t octets;
 
 	(void)cmd;
-	memset(s->deleted, 0, s->msg_count);
+	for (size_t i = 0; i < s->msg_count; i++)
+		s->msgs[i].deleted = false;
 	totals(s, &count, &octets);
 	pop3_reply(s, "+OK Maildrop has %zu messages (%llu octets)", count,
 		   (unsigned long long)octets);
@@ -354,7 +359,7 @@ static void
 message_done(struct pop3_session *s)
 {
 	struct pop3_stream *o = &s->out;
-	struct storage_msg *m = &s->msgs[o->index];
+	struct pop3_msg *m = &s->msgs[o->index];
 
 	if (!o->bol)
 		pop3_write(s, "\r\n", 2);
@@ -364,6 +369,10 @@ message_done(struct pop3_session *s)
 	if (o->mark_seen && (m->flags & STORAGE_FLAG_SEEN) == 0) {
 		enum storage_err err;
 
+		/* s->box is open: start_message opened it.  The flags are
+		 * those of the snapshot: storage has no "add a flag" call,
+		 * so a flag an IMAP client changed since login is
+		 * overwritten here (see the review notes). */
 		err = storage_msg_set_flags(s->box, m->uid,
 					    m->flags | STORAGE_FLAG_SEEN,
 					    NULL);
@@ -485,7 +494,7 @@ pop3_output_pump(struct pop3_session *s)
 					return 1;
 				}
 				o->cursor++;
-				if (s->deleted[i])
+				if (s->msgs[i].deleted)
 					continue;
 				if (o->kind == POP3_OUTPUT_LIST) {
 					ok = rb_snprintf(line, sizeof(line),
@@ -494,12 +503,9 @@ pop3_output_pump(struct pop3_session *s)
 							 (unsigned long long)
 							 s->msgs[i].vsize);
 				} else {
-					char uidl[RB_POP3_UIDL_MAX + 1];
-
-					pop3_uidl(&s->msgs[i], uidl);
 					ok = rb_snprintf(line, sizeof(line),
-							 "%zu %s\r\n",
-							 i + 1, uidl);
+							 "%zu %s\r\n", i + 1,
+							 pop3_msg_uidl(s, i));
 				}
 				RB_CHECK(ok == 0);
 				pop3_write(s, line, strlen(line));

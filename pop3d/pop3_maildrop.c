@@ -8,6 +8,11 @@
  *   waiting: a second POP3 session gets [IN-USE] (RFC 2449 §8.1.2).  It
  *   does not stop delivery or IMAP, which never take it; messages
  *   delivered meanwhile are simply not in the snapshot.
+ * - The snapshot keeps only uid, size, flags, DELE mark and UIDL per
+ *   message; the store (SQLite connection, page cache) is closed right
+ *   after it is taken and opened again by pop3_maildrop_box() for the
+ *   first RETR/TOP/expunge, so an idle logged-in session costs little.
+ *   The flock stays held throughout.
  * - Sizes are the W= CRLF sizes from the index: exactly the octets RETR
  *   sends before byte-stuffing, so LIST never reads a file.
  * - UIDL is the Maildir base name (the file name without ":2,<flags>"),
@@ -31,14 +36,14 @@
 #include "pop3d/pop3d_int.h"
 
 void
-pop3_uidl(const struct storage_msg *msg, char *out)
+pop3_uidl(const char *path, char *out)
 {
-	const char *base = strrchr(msg->path, '/');
+	const char *base = strrchr(path, '/');
 	const char *colon;
 	size_t n;
 	bool ok = true;
 
-	base = base != NULL ? base + 1 : msg->path;
+	base = base != NULL ? base + 1 : path;
 	colon = strchr(base, ':');
 	n = colon != NULL ? (size_t)(colon - base) : strlen(base);
 	if (n == 0 || n > RB_POP3_UIDL_MAX)
@@ -68,6 +73,47 @@ pop3_uidl(const struct storage_msg *msg, char *out)
 		}
 		out[32] = '\0';
 	}
+}
+
+const char *
+pop3_msg_uidl(const struct pop3_session *s, size_t i)
+{
+	return s->uidls + s->msgs[i].uidl;
+}
+
+/* Copies what POP3 needs out of the storage list: the full list (paths,
+ * keywords, GUIDs) is several times bigger and would stay in memory for
+ * the whole session. */
+static void
+take_snapshot(struct pop3_session *s, const struct storage_msg *list,
+	      size_t count)
+{
+	char uidl[RB_POP3_UIDL_MAX + 1];
+	size_t pool = 0, used = 0;
+
+	/* each UIDL is at most RB_POP3_UIDL_MAX + 1 octets: no overflow
+	 * for any count that fits in memory, but check anyway */
+	RB_CHECK(count <= SIZE_MAX / (RB_POP3_UIDL_MAX + 1));
+	RB_CHECK(count <= UINT32_MAX / (RB_POP3_UIDL_MAX + 1));
+	for (size_t i = 0; i < count; i++) {
+		pop3_uidl(list[i].path, uidl);
+		pool += strlen(uidl) + 1;
+	}
+	s->msgs = rb_calloc(count > 0 ? count : 1, sizeof(*s->msgs));
+	s->uidls = rb_malloc(pool > 0 ? pool : 1);
+	for (size_t i = 0; i < count; i++) {
+		size_t n;
+
+		pop3_uidl(list[i].path, uidl);
+		n = strlen(uidl) + 1;
+		memcpy(s->uidls + used, uidl, n);
+		s->msgs[i].uidl = (uint32_t)used;
+		s->msgs[i].uid = list[i].uid;
+		s->msgs[i].vsize = list[i].vsize;
+		s->msgs[i].flags = list[i].flags;
+		used += n;
+	}
+	s->msg_count = count;
 }
 
 /* [LOGIN-DELAY]: true when the last login was too recent. */
@@ -149,6 +195,8 @@ int
 pop3_maildrop_open(struct pop3_session *s, const char *address)
 {
 	const struct rb_config *cfg = s->worker->cfg;
+	struct storage_msg *list = NULL;
+	size_t count = 0;
 	const char *error;
 	enum storage_err err;
 	time_t now = time(NULL);
@@ -172,7 +220,7 @@ pop3_maildrop_open(struct pop3_session *s, const char *address)
 	}
 	err = storage_mailbox_open(s->st, "INBOX", &s->box);
 	if (err == STORAGE_OK)
-		err = storage_msg_list(s->box, &s->msgs, &s->msg_count);
+		err = storage_msg_list(s->box, &list, &count);
 	if (err != STORAGE_OK) {
 		SLOG_ERROR(s, "user=%s error=\"cannot read INBOX: %s\"",
 			   address, storage_error(s->st));
@@ -181,8 +229,14 @@ pop3_maildrop_open(struct pop3_session *s, const char *address)
 			   "-ERR [SYS/PERM] Cannot read the maildrop");
 		goto fail;
 	}
-	s->deleted = rb_calloc(s->msg_count > 0 ? s->msg_count : 1, 1);
+	take_snapshot(s, list, count);
+	storage_msg_list_free(&list, count);
 	record_login(s, now);
+	/* An idle session keeps only the lock and the snapshot: the SQLite
+	 * connection and its page cache (most of a session's memory) come
+	 * back with pop3_maildrop_box() when a command needs them. */
+	storage_mailbox_close(&s->box);
+	storage_close(&s->st);
 	return 0;
 fail:
 	pop3_maildrop_close(s);
@@ -192,11 +246,9 @@ fail:
 void
 pop3_maildrop_close(struct pop3_session *s)
 {
-	if (s->msgs != NULL)
-		storage_msg_list_free(&s->msgs, s->msg_count);
-	s->msgs = NULL;
+	rb_free(&s->msgs);
+	rb_free(&s->uidls);
 	s->msg_count = 0;
-	rb_free(&s->deleted);
 	storage_mailbox_close(&s->box);
 	storage_close(&s->st);
 	if (s->lock_fd >= 0) {
@@ -206,26 +258,55 @@ pop3_maildrop_close(struct pop3_session *s)
 	}
 }
 
+struct storage_mailbox *
+pop3_maildrop_box(struct pop3_session *s)
+{
+	const char *error;
+	enum storage_err err;
+
+	if (s->box != NULL)
+		return s->box;
+	err = storage_open(s->worker->cfg->general.data_dir, s->user, false,
+			   &s->st, &error);
+	if (err != STORAGE_OK) {
+		SLOG_ERROR(s, "user=%s error=\"cannot open the store: %s\"",
+			   s->user, error);
+		return NULL;
+	}
+	err = storage_mailbox_open(s->st, "INBOX", &s->box);
+	if (err != STORAGE_OK) {
+		SLOG_ERROR(s, "user=%s error=\"cannot open INBOX: %s\"",
+			   s->user, storage_error(s->st));
+		storage_close(&s->st);
+		return NULL;
+	}
+	return s->box;
+}
+
 int
 pop3_maildrop_expunge(struct pop3_session *s, unsigned *removed_r)
 {
+	struct storage_mailbox *box;
 	uint32_t *uids;
 	size_t n = 0;
 	enum storage_err err;
 
 	*removed_r = 0;
 	for (size_t i = 0; i < s->msg_count; i++)
-		n += s->deleted[i] != 0;
+		n += s->msgs[i].deleted;
 	if (n == 0)
 		return 0;
+	box = pop3_maildrop_box(s);
+	if (box == NULL)
+		return -1;
 	uids = rb_calloc(n, sizeof(*uids));
 	n = 0;
 	for (size_t i = 0; i < s->msg_count; i++) {
-		if (s->deleted[i])
+		if (s->msgs[i].deleted)
 			uids[n++] = s->msgs[i].uid;
 	}
 	/* returns after unlink, directory fsync and index commit */
-	err = storage_msg_expunge(s->box, uids, n);
+	err = storage_msg_expunge(box, uids, n);
 	free(uids);
 	if (err != STORAGE_OK) {
 		SLOG_ERROR(s, "user=%s error=\"expunge failed: %s\"", s->user,

@@ -72,6 +72,16 @@ struct pop3_stream {
 	bool mark_seen;		/* RETR with mark_seen_on_retr */
 };
 
+/* One message of the snapshot: only what POP3 needs, so that a big
+ * maildrop costs about 24 octets plus its UIDL per message. */
+struct pop3_msg {
+	uint64_t vsize;			/* octets RETR sends (W=) */
+	uint32_t uid;
+	uint32_t uidl;			/* offset of its UIDL in uidls */
+	uint32_t flags;			/* STORAGE_FLAG_* at login */
+	bool deleted;			/* DELE mark */
+};
+
 struct pop3_session {
 	struct pop3_session *prev, *next;
 	struct pop3_worker *worker;
@@ -104,12 +114,16 @@ struct pop3_session {
 	char delayed_reply[128];	/* sent when ev_delay fires */
 	bool close_after_delay;
 
-	/* TRANSACTION: the maildrop snapshot taken at login */
+	/* TRANSACTION: the maildrop snapshot taken at login.  The store
+	 * is closed once the snapshot is taken (an idle session keeps no
+	 * SQLite connection or page cache) and opened again by
+	 * pop3_maildrop_box() for the first RETR, TOP or QUIT that needs
+	 * it. */
 	struct storage *st;
 	struct storage_mailbox *box;
-	struct storage_msg *msgs;
+	struct pop3_msg *msgs;
 	size_t msg_count;
-	uint8_t *deleted;		/* DELE marks, one per message */
+	char *uidls;			/* every UIDL, NUL-separated */
 	int lock_fd;			/* flock on pop3.lock, -1 if none */
 
 	struct pop3_stream out;
@@ -178,9 +192,15 @@ void pop3_sasl_end(struct pop3_session *s);
 int pop3_maildrop_open(struct pop3_session *s, const char *address);
 /* Releases the snapshot, the index and the lock (idempotent). */
 void pop3_maildrop_close(struct pop3_session *s);
+/* The user's INBOX for RETR/TOP/QUIT, opened again if the snapshot
+ * closed it; NULL (logged) when it cannot be opened. */
+struct storage_mailbox *pop3_maildrop_box(struct pop3_session *s);
 /* QUIT in TRANSACTION: removes the marked messages.  0 on success. */
 int pop3_maildrop_expunge(struct pop3_session *s, unsigned *removed_r);
-/* The UIDL of message i (RFC 1939 §7): out holds RB_POP3_UIDL_MAX + 1. */
-void pop3_uidl(const struct storage_msg *msg, char *out);
+/* The UIDL of message index i (RFC 1939 §7). */
+const char *pop3_msg_uidl(const struct pop3_session *s, size_t i);
+/* The UIDL of a message file path (at most RB_POP3_UIDL_MAX
+ * characters): out holds RB_POP3_UIDL_MAX + 1. */
+void pop3_uidl(const char *path, char *out);
 
 #endif

@@ -119,6 +119,42 @@ test_eviction(void **state)
 	auth_throttle_free(&t);
 }
 
+/* Rewriting one address, or moving inside one's own /64, must not give
+ * a fresh budget of guesses. */
+static void
+test_address_variants(void **state)
+{
+	struct auth_throttle *t = auth_throttle_new(1, 3);
+	time_t now = 2000000;
+
+	(void)state;
+	assert_int_equal(auth_throttle_failure(t, "2001:db8:1:2::1", now),
+			 1000);
+	assert_int_equal(auth_throttle_failure(t, "2001:db8:1:2::2", now),
+			 2000);
+	assert_int_equal(auth_throttle_failure(t,
+			 "2001:0db8:0001:0002:ffff:1:2:3", now), 4000);
+	assert_true(auth_throttle_blocked(t, "2001:db8:1:2:dead:beef::9",
+					  now));
+	/* another /64 is another site */
+	assert_false(auth_throttle_blocked(t, "2001:db8:1:3::1", now));
+
+	/* an IPv4-mapped address is the IPv4 address */
+	assert_int_equal(auth_throttle_failure(t, "192.0.2.7", now), 1000);
+	assert_int_equal(auth_throttle_failure(t, "::ffff:192.0.2.7", now),
+			 2000);
+	assert_int_equal(auth_throttle_failure(t, "::FFFF:c000:0207", now),
+			 4000);
+	assert_true(auth_throttle_blocked(t, "192.0.2.7", now));
+	auth_throttle_success(t, "::ffff:192.0.2.7");
+	assert_false(auth_throttle_blocked(t, "192.0.2.7", now));
+
+	/* not an address: the string itself */
+	assert_int_equal(auth_throttle_failure(t, "local", now), 1000);
+	assert_false(auth_throttle_blocked(t, "locals", now));
+	auth_throttle_free(&t);
+}
+
 int
 main(void)
 {
@@ -127,6 +163,7 @@ main(void)
 		cmocka_unit_test(test_zero_delay),
 		cmocka_unit_test(test_blocked),
 		cmocka_unit_test(test_eviction),
+		cmocka_unit_test(test_address_variants),
 	};
 
 	return cmocka_run_group_tests_name("throttle", tests, NULL, NULL);
