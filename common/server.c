@@ -19,7 +19,6 @@
 #include <arpa/inet.h>
 
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "common/common.h"
 
@@ -28,7 +27,8 @@
 static struct {
 	const struct rb_server_params *params;
 	struct event_base *base;
-	struct evconnlistener *listeners[RB_LISTEN_MAX * 2];
+	struct event *listeners[RB_LISTEN_MAX * 2];
+	int fds[RB_LISTEN_MAX * 2];
 	bool tls[RB_LISTEN_MAX * 2];
 	size_t count;
 	unsigned conns;
@@ -44,9 +44,9 @@ worker_pause(bool pause)
 		return;
 	for (size_t i = 0; i < w.count; i++) {
 		if (pause)
-			evconnlistener_disable(w.listeners[i]);
+			event_del(w.listeners[i]);
 		else
-			evconnlistener_enable(w.listeners[i]);
+			event_add(w.listeners[i], NULL);
 	}
 	w.paused = pause;
 }
@@ -108,17 +108,37 @@ remote_name(const struct sockaddr *sa, char *buf, size_t size,
 	}
 }
 
+static void accept_failed(int err);
+
+/*
+ * One connection per wakeup, unlike libevent's listener, which accepts
+ * all that are pending: every worker is woken by a new connection, so
+ * this lets each idle worker take one, instead of the first to wake
+ * taking a whole burst and then serving it behind its own fsyncs.
+ */
 static void
-on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-	  int salen, void *arg)
+on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	size_t idx = (size_t)(uintptr_t)arg;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
 	char remote[80];
 	bool loopback;
+	int fd;
 
-	(void)l;
-	(void)salen;
-	remote_name(sa, remote, sizeof(remote), &loopback);
+	(void)what;
+	memset(&ss, 0, sizeof(ss));
+	fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+		     SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		/* EAGAIN: another worker was quicker. */
+		if (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR && errno != ECONNABORTED)
+			accept_failed(errno);
+		return;
+	}
+	remote_name((struct sockaddr *)&ss, remote, sizeof(remote),
+		    &loopback);
 	w.params->accept(w.base, fd, w.tls[idx], remote, loopback,
 			 w.params->arg);
 }
@@ -135,14 +155,11 @@ on_resume(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-on_accept_error(struct evconnlistener *l, void *arg)
+accept_failed(int err)
 {
 	static const struct timeval pause = { 0, 200 * 1000 };
-	int err = EVUTIL_SOCKET_ERROR();
 
-	(void)l;
-	(void)arg;
-	log_error("accept failed: %s", evutil_socket_error_to_string(err));
+	log_error("accept failed: %s", strerror(err));
 	/* Out of descriptors or memory: the pending connection stays
 	 * pending, so stop accepting for a moment rather than spin on it. */
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
@@ -150,6 +167,16 @@ on_accept_error(struct evconnlistener *l, void *arg)
 		worker_pause(true);
 		evtimer_add(w.resume, &pause);
 	}
+}
+
+static void
+listeners_free(void)
+{
+	for (size_t i = 0; i < w.count; i++) {
+		event_free(w.listeners[i]);
+		close(w.fds[i]);
+	}
+	w.count = 0;
 }
 
 static void
@@ -161,9 +188,9 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	if (w.stopping)
 		return;
 	log_info("worker stopping connections=%u", w.conns);
-	for (size_t i = 0; i < w.count; i++)
-		evconnlistener_free(w.listeners[i]);
-	w.count = 0;
+	/* Closing this worker's copies of the listening sockets lets a
+	 * restarted daemon bind while we finish. */
+	listeners_free();
 	w.stopping = true;
 	if (w.params->shutdown != NULL)
 		w.params->shutdown(w.params->arg);
@@ -204,27 +231,24 @@ worker_main(const struct rb_server_params *p, pid_t master)
 		_exit(1);
 	}
 	for (size_t i = 0; i < p->listener_count; i++) {
-		/* backlog 0: the socket is already listening.  Freeing the
-		 * listener at SIGTERM closes this worker's copy of the socket,
-		 * so a restarted daemon can bind while we finish. */
-		w.listeners[i] = evconnlistener_new(
-			w.base, on_accept, (void *)(uintptr_t)i,
-			LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, 0,
-			p->listeners[i].fd);
-		if (w.listeners[i] == NULL)
-			log_fatal("evconnlistener_new failed");
-		evconnlistener_set_error_cb(w.listeners[i], on_accept_error);
+		/* The sockets are non-blocking and already listening. */
+		w.fds[i] = p->listeners[i].fd;
+		w.listeners[i] = event_new(w.base, w.fds[i],
+					   EV_READ | EV_PERSIST, on_accept,
+					   (void *)(uintptr_t)i);
+		if (w.listeners[i] == NULL ||
+		    event_add(w.listeners[i], NULL) < 0)
+			log_fatal("cannot watch a listening socket");
 		w.tls[i] = p->listeners[i].tls;
 		w.count++;
 	}
 	event_base_dispatch(w.base);
 	if (p->worker_exit != NULL)
 		p->worker_exit(p->arg);
+	listeners_free();
 	event_free(w.resume);
 	event_free(sigterm);
 	event_free(sigint);
-	for (size_t i = 0; i < w.count; i++)
-		evconnlistener_free(w.listeners[i]);
 	event_base_free(w.base);
 	exit(0);
 }
