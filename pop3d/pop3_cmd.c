@@ -369,13 +369,11 @@ message_done(struct pop3_session *s)
 	if (o->mark_seen && (m->flags & STORAGE_FLAG_SEEN) == 0) {
 		enum storage_err err;
 
-		/* s->box is open: start_message opened it.  The flags are
-		 * those of the snapshot: storage has no "add a flag" call,
-		 * so a flag an IMAP client changed since login is
-		 * overwritten here (see the review notes). */
-		err = storage_msg_set_flags(s->box, m->uid,
-					    m->flags | STORAGE_FLAG_SEEN,
-					    NULL);
+		/* s->box is open: start_message opened it.  Only \Seen is
+		 * added, to the flags as they are now: changes another
+		 * client made since our login are kept. */
+		err = storage_msg_add_flags(s->box, m->uid,
+					    STORAGE_FLAG_SEEN, 0);
 		if (err == STORAGE_OK)
 			m->flags |= STORAGE_FLAG_SEEN;
 		else

@@ -316,16 +316,37 @@ flags_rename(struct storage_mailbox *box, struct msg_row *row, uint32_t flags)
 	return STORAGE_ERR_TEMP;
 }
 
+static enum storage_err change_flags(struct storage_mailbox *box,
+				     uint32_t uid, bool replace, uint32_t set,
+				     uint32_t clear, const char *keywords);
+
 enum storage_err
 storage_msg_set_flags(struct storage_mailbox *box, uint32_t uid,
 		      uint32_t flags, const char *keywords)
+{
+	return change_flags(box, uid, true, flags, 0, keywords);
+}
+
+enum storage_err
+storage_msg_add_flags(struct storage_mailbox *box, uint32_t uid,
+		      uint32_t add, uint32_t remove)
+{
+	return change_flags(box, uid, false, add, remove, NULL);
+}
+
+/* replace: flags become `set`; else they become (current | set) & ~clear,
+ * computed inside the write transaction so that a change another process
+ * made since our snapshot is kept. */
+static enum storage_err
+change_flags(struct storage_mailbox *box, uint32_t uid, bool replace,
+	     uint32_t set, uint32_t clear, const char *keywords)
 {
 	struct storage *st = box->st;
 	struct msg_row row, old;
 	enum storage_err err;
 	uint64_t modseq;
+	uint32_t flags;
 
-	flags &= STORAGE_FLAGS_ALL;
 	if (keywords != NULL && !keywords_valid(keywords)) {
 		storage_set_error(st, "invalid keywords");
 		return STORAGE_ERR_PARAMS;
@@ -335,6 +356,8 @@ storage_msg_set_flags(struct storage_mailbox *box, uint32_t uid,
 	if ((err = row_get(box, uid, &row)) != STORAGE_OK)
 		goto fail;
 	old = row;
+	flags = (replace ? set : ((row.flags | set) & ~clear)) &
+		STORAGE_FLAGS_ALL;
 	if (keywords != NULL)
 		(void)rb_strlcpy(row.keywords, keywords, sizeof(row.keywords));
 	if (flags == row.flags && strcmp(row.keywords, old.keywords) == 0) {

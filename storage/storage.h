@@ -277,6 +277,12 @@ enum storage_err storage_msg_open(struct storage_mailbox *box, uint32_t uid,
 enum storage_err storage_msg_set_flags(struct storage_mailbox *box,
 				       uint32_t uid, uint32_t flags,
 				       const char *keywords);
+/* Adds and removes flags relative to the message's current flags, read
+ * inside the write transaction: a change another client made after our
+ * snapshot survives (POP3's "RETR sets \\Seen" uses this). */
+enum storage_err storage_msg_add_flags(struct storage_mailbox *box,
+				       uint32_t uid, uint32_t add,
+				       uint32_t remove);
 /* Removes messages (missing UIDs are ignored) in one index transaction;
  * returns only after the files are unlinked, the directory fsynced and
  * the index committed. */

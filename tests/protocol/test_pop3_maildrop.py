@@ -287,3 +287,32 @@ def test_idle_session_keeps_no_index_open(pop3):
     assert r.closed()
     left = [crlf(m) for m in pop3.stored()]
     assert len(left) == 2 and first not in left
+
+
+def test_retr_keeps_flags_changed_after_login(roost):
+    """RETR adds \\Seen to the message's flags as they are then, not as
+    they were at login: a flag another client set meanwhile survives."""
+    import poplib
+    roost.write_config({"auth": {"allow_plaintext": "loopback"},
+                        "pop3": {"listen_tls": ""}})
+    addr = "fl@example.test"
+    roost.add_user(addr)
+    assert roost.deliver(addr, b"Subject: f\n\nbody\n").returncode == 0
+    d = roost.start_pop3d()
+    p = poplib.POP3("127.0.0.1", d.port, timeout=30)
+    try:
+        p.user(addr)
+        p.pass_("pw")
+        # Another Maildir client flags the message (a rename), and the
+        # index learns of it.
+        f = roost.message_files(addr)[0]
+        cur = f.parent.parent / "cur"
+        base = f.name.split(":2,")[0]
+        os.rename(f, cur / (base + ":2,F"))
+        roost.ctl("index", "sync", addr)
+        p.retr(1)
+    finally:
+        p.quit()
+    names = [x.name for x in roost.message_files(addr)]
+    assert len(names) == 1 and names[0].endswith(":2,FS"), names
+    roost.ctl("index", "check", addr)
