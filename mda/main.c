@@ -175,54 +175,22 @@ feed_stdin(struct feed *f)
 	return 0;
 }
 
-int
-main(int argc, char **argv)
+/* Everything after the configuration is loaded; returns the exit code. */
+static int
+deliver(const struct rb_config *cfg, const char *rcpt, const char *sender,
+	const char *mailbox)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *conf = RB_CONFIG_DEFAULT, *rcpt = NULL, *sender = NULL;
-	const char *mailbox = NULL, *err;
-	char from_sender[RB_ADDR_MAX + 1] = "", *cerr = NULL;
-	bool verbose = false;
-	struct rb_config cfg;
+	char from_sender[RB_ADDR_MAX + 1] = "";
 	struct mda *mda;
 	struct mda_txn *txn;
 	struct mda_reply reply;
 	enum mda_status status, result;
 	char session[32];
-	int c;
+	const char *err;
 
-	while ((c = getopt_long(argc, argv, "c:d:f:m:vh", longopts, NULL)) !=
-	       -1) {
-		switch (c) {
-		case 'c': conf = optarg; break;
-		case 'd': rcpt = optarg; break;
-		case 'f': sender = optarg; break;
-		case 'm': mailbox = optarg; break;
-		case 'v': verbose = true; break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		default:
-			return rb_fail(EX_USAGE, "usage: roost-deliver [-c FILE] "
-				    "-d ADDRESS [-f SENDER] [-m MAILBOX]");
-		}
-	}
-	if (rcpt == NULL || optind != argc)
-		return rb_fail(EX_USAGE, "usage: roost-deliver [-c FILE] "
-			    "-d ADDRESS [-f SENDER] [-m MAILBOX]");
-
-	rb_config_defaults(&cfg);
-	if (rb_config_load(conf, &cfg, &cerr) < 0) {
-		int ret = rb_fail(EX_CONFIG, "%s", cerr);
-		free(cerr);
-		return ret;
-	}
-	rb_log_init("roost-deliver", verbose ? RB_LOG_STDERR : RB_LOG_SYSLOG,
-		    cfg.general.log_level);
-	if (rb_privdrop(cfg.general.mail_user, &err) < 0)
+	if (rb_privdrop(cfg->general.mail_user, &err) < 0)
 		return rb_fail(EX_CONFIG, "%s", err);
-	if (mda_open(&cfg, &mda, &err) < 0)
+	if (mda_open(cfg, &mda, &err) < 0)
 		return rb_fail(EX_TEMPFAIL, "cannot open the user database: %s",
 			    err);
 
@@ -270,10 +238,55 @@ main(int argc, char **argv)
 	mda_reply(mda, result, false, &reply);
 	mda_txn_free(&txn);
 	mda_close(&mda);
-	rb_config_free(&cfg);
 	if (result != MDA_OK) {
 		fprintf(stderr, "roost-deliver: <%s>: %s (%s)\n", rcpt,
 			reply.text, reply.enhanced);
 	}
 	return reply.exit_code;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *conf = RB_CONFIG_DEFAULT, *rcpt = NULL, *sender = NULL;
+	const char *mailbox = NULL;
+	char *cerr = NULL;
+	bool verbose = false;
+	struct rb_config cfg;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:d:f:m:vh", longopts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'c': conf = optarg; break;
+		case 'd': rcpt = optarg; break;
+		case 'f': sender = optarg; break;
+		case 'm': mailbox = optarg; break;
+		case 'v': verbose = true; break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default:
+			return rb_fail(EX_USAGE, "usage: roost-deliver [-c FILE] "
+				    "-d ADDRESS [-f SENDER] [-m MAILBOX]");
+		}
+	}
+	if (rcpt == NULL || optind != argc)
+		return rb_fail(EX_USAGE, "usage: roost-deliver [-c FILE] "
+			    "-d ADDRESS [-f SENDER] [-m MAILBOX]");
+
+	rb_config_defaults(&cfg);
+	if (rb_config_load(conf, &cfg, &cerr) < 0) {
+		c = rb_fail(EX_CONFIG, "%s", cerr);
+		free(cerr);
+		rb_config_free(&cfg);
+		return c;
+	}
+	rb_log_init("roost-deliver", verbose ? RB_LOG_STDERR : RB_LOG_SYSLOG,
+		    cfg.general.log_level);
+	c = deliver(&cfg, rcpt, sender, mailbox);
+	rb_config_free(&cfg);
+	return c;
 }

@@ -19,6 +19,8 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(os.environ.get("ROOST_BIN", REPO / "build" / "bin"))
 IS_ROOT = os.geteuid() == 0
+# Set by `make check-protocol-asan`: the daemons are ASan/UBSan builds.
+SANITIZED = bool(os.environ.get("ROOST_SANITIZED"))
 MAIL_USER = "roost"
 
 
