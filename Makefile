@@ -141,6 +141,7 @@ run: all
 bench: all
 	@bash scripts/deps.sh bench
 	$(PYTHON) bench/lmtp --bin $(O)/bin
+	$(PYTHON) bench/pop3 --bin $(O)/bin
 
 clean:
 	rm -rf build
