@@ -118,40 +118,27 @@ auth_alias_del(struct auth_db *db, const char *alias, const char *target)
 	return AUTH_OK;
 }
 
+static void
+alias_row(sqlite3_stmt *stmt, void *elem)
+{
+	struct auth_alias *a = elem;
+
+	(void)auth_db_column_text(stmt, 0, a->alias, sizeof(a->alias));
+	(void)auth_db_column_text(stmt, 1, a->target, sizeof(a->target));
+}
+
 enum auth_status
 auth_alias_list(struct auth_db *db, struct auth_alias **aliases_r,
 		size_t *count_r)
 {
-	sqlite3_stmt *stmt = auth_db_stmt(db, AUTH_STMT_ALIAS_LIST);
-	struct auth_alias *list = NULL;
-	size_t count = 0, cap = 0;
+	void *list;
 	enum auth_status st;
-	int rc;
 
-	*aliases_r = NULL;
-	*count_r = 0;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			list = rb_realloc(list, cap * sizeof(*list));
-		}
-		memset(&list[count], 0, sizeof(list[count]));
-		(void)auth_db_column_text(stmt, 0, list[count].alias,
-					  sizeof(list[count].alias));
-		(void)auth_db_column_text(stmt, 1, list[count].target,
-					  sizeof(list[count].target));
-		count++;
-	}
-	if (rc != SQLITE_DONE) {
-		st = auth_db_fail(db, rc, "alias list");
-		sqlite3_reset(stmt);
-		free(list);
-		return st;
-	}
-	sqlite3_reset(stmt);
+	st = auth_db_list(db, auth_db_stmt(db, AUTH_STMT_ALIAS_LIST),
+			  sizeof(**aliases_r), alias_row, "alias list", &list,
+			  count_r);
 	*aliases_r = list;
-	*count_r = count;
-	return AUTH_OK;
+	return st;
 }
 
 /* ---- domains ---- */
@@ -214,35 +201,24 @@ rollback:
 	return st;
 }
 
+static void
+domain_row(sqlite3_stmt *stmt, void *elem)
+{
+	struct auth_domain *d = elem;
+
+	(void)auth_db_column_text(stmt, 0, d->name, sizeof(d->name));
+}
+
 enum auth_status
 auth_domain_list(struct auth_db *db, struct auth_domain **domains_r,
 		 size_t *count_r)
 {
-	sqlite3_stmt *stmt = auth_db_stmt(db, AUTH_STMT_DOMAIN_LIST);
-	struct auth_domain *list = NULL;
-	size_t count = 0, cap = 0;
+	void *list;
 	enum auth_status st;
-	int rc;
 
-	*domains_r = NULL;
-	*count_r = 0;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			list = rb_realloc(list, cap * sizeof(*list));
-		}
-		(void)auth_db_column_text(stmt, 0, list[count].name,
-					  sizeof(list[count].name));
-		count++;
-	}
-	if (rc != SQLITE_DONE) {
-		st = auth_db_fail(db, rc, "domain list");
-		sqlite3_reset(stmt);
-		free(list);
-		return st;
-	}
-	sqlite3_reset(stmt);
+	st = auth_db_list(db, auth_db_stmt(db, AUTH_STMT_DOMAIN_LIST),
+			  sizeof(**domains_r), domain_row, "domain list", &list,
+			  count_r);
 	*domains_r = list;
-	*count_r = count;
-	return AUTH_OK;
+	return st;
 }

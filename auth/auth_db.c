@@ -477,3 +477,36 @@ auth_db_close(struct auth_db **dbp)
 	free(db);
 	*dbp = NULL;
 }
+
+enum auth_status
+auth_db_list(struct auth_db *db, sqlite3_stmt *stmt, size_t elem_size,
+	     void (*row)(sqlite3_stmt *stmt, void *elem), const char *what,
+	     void **list_r, size_t *count_r)
+{
+	unsigned char *list = NULL;
+	size_t count = 0, cap = 0;
+	enum auth_status st;
+	int rc;
+
+	*list_r = NULL;
+	*count_r = 0;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			list = rb_realloc(list, cap * elem_size);
+		}
+		memset(list + count * elem_size, 0, elem_size);
+		row(stmt, list + count * elem_size);
+		count++;
+	}
+	if (rc != SQLITE_DONE) {
+		st = auth_db_fail(db, rc, what);
+		sqlite3_reset(stmt);
+		free(list);
+		return st;
+	}
+	sqlite3_reset(stmt);
+	*list_r = list;
+	*count_r = count;
+	return AUTH_OK;
+}

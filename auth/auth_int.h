@@ -107,6 +107,13 @@ void auth_db_rollback(struct auth_db *db);
 enum auth_status auth_db_exec_stmt(struct auth_db *db, sqlite3_stmt *stmt,
 				   const char *what);
 /* Copies column text into out; -1 when NULL or too long. */
+/* Steps stmt to its end, one zeroed element of elem_size per row filled
+ * by row(); on success *list_r (heap, free()) and *count_r. */
+enum auth_status auth_db_list(struct auth_db *db, sqlite3_stmt *stmt,
+			      size_t elem_size,
+			      void (*row)(sqlite3_stmt *stmt, void *elem),
+			      const char *what, void **list_r,
+			      size_t *count_r);
 int auth_db_column_text(sqlite3_stmt *stmt, int col, char *out,
 			size_t outsize);
 

@@ -315,35 +315,24 @@ auth_user_set_enabled(struct auth_db *db, const char *address, bool enabled)
 	return user_update(db, stmt, "set enabled");
 }
 
+static void
+user_row(sqlite3_stmt *stmt, void *elem)
+{
+	user_from_row(stmt, elem);
+}
+
 enum auth_status
 auth_user_list(struct auth_db *db, struct auth_user **users_r,
 	       size_t *count_r)
 {
-	sqlite3_stmt *stmt = auth_db_stmt(db, AUTH_STMT_USER_LIST);
-	struct auth_user *users = NULL;
-	size_t count = 0, cap = 0;
+	void *list;
 	enum auth_status st;
-	int rc;
 
-	*users_r = NULL;
-	*count_r = 0;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			users = rb_realloc(users, cap * sizeof(*users));
-		}
-		user_from_row(stmt, &users[count++]);
-	}
-	if (rc != SQLITE_DONE) {
-		st = auth_db_fail(db, rc, "user list");
-		sqlite3_reset(stmt);
-		free(users);
-		return st;
-	}
-	sqlite3_reset(stmt);
-	*users_r = users;
-	*count_r = count;
-	return AUTH_OK;
+	st = auth_db_list(db, auth_db_stmt(db, AUTH_STMT_USER_LIST),
+			  sizeof(**users_r), user_row, "user list", &list,
+			  count_r);
+	*users_r = list;
+	return st;
 }
 
 enum auth_status
